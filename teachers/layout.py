@@ -106,7 +106,7 @@ class TokenLayout:
         offsets = torch.tensor(self.codebook_offsets, device=ids.device, dtype=ids.dtype)
         codes = ids.reshape(B, N // self.channels, self.channels).transpose(1, 2) - offsets[None, :, None]
         if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebook_size):
-            raise ValueError("flat ids contain tokens outside their channel's vocabulary slice (text, specials or misaligned frames)")
+            raise ValueError("flat ids hold tokens outside their channel's vocabulary slice (text, specials, misaligned frames)")
         return codes
 
     def apply_delay(self, codes: Tensor, pad_id: int) -> Tensor:
