@@ -1,0 +1,198 @@
+"""Triton chunked SSD scan (scalar-decay gated linear attention) for training and prefill.
+
+Same contract as :func:`kernels.ssd.naive.naive_chunk_ssd`. Two launches:
+
+1. ``_ssd_chunk_states``: one program per (K block, V block, batch·head) walks the chunks in order and
+   stores the state *entering* each chunk, ``h[n] [K, V]`` (fp32), then the final state.
+   ``S ← exp(G_last) S + (k ⊙ exp(G_last − G))ᵀ v`` per chunk, ``G`` the in-chunk cumulative log-decay.
+2. ``_ssd_chunk_output``: one program per (V block, chunk, batch·head), all independent:
+   ``o = scale · [exp(G) ⊙ (q h[n]) + (q kᵀ ⊙ exp(G_i − G_j) ⊙ [j ≤ i]) v]``.
+
+Decay factors are only ever ``exp`` of non-positive numbers (masked before the exp), so long chunks stay
+finite. Matrix products take the inputs' dtype (bf16 → tensor cores, fp32 accumulate); fp32 inputs use
+IEEE fp32 products so the fp32 path matches the reference to ~1e-6.
+
+Backward: not yet a Triton kernel. :class:`_ChunkSSDFn` recomputes the forward through the reference
+(:func:`naive_chunk_ssd`) under autograd inside ``backward`` — correct (it is the reference's gradient)
+but with the reference's speed and memory; documented in kernels/NOTES.md.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from kernels._dispatch import triton_interpreted
+from kernels.ssd.naive import _check, naive_chunk_ssd
+
+__all__ = ["triton_chunk_ssd", "CHUNK"]
+
+CHUNK = 64
+
+
+def _configs(keys: list[str]):
+    if triton_interpreted():
+        return [triton.Config({}, num_warps=4, num_stages=1)]
+    return [triton.Config({}, num_warps=w, num_stages=s) for w in (4, 8) for s in (2, 3)]
+
+
+@triton.autotune(configs=_configs([]), key=["K", "V", "BK", "BV", "IS_FP32"])
+@triton.jit
+def _ssd_chunk_states(
+    k, v, g, h, h0, hT, T, NT,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_FP32: tl.constexpr,
+):
+    i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_k = i_k * BK + tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_kv = (o_k[:, None] < K) & (o_v[None, :] < V)
+    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_H0:
+        b_h += tl.load(h0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0).to(tl.float32)
+    o_t = tl.arange(0, BT)
+    for i_n in range(NT):
+        tl.store(h + ((i_bh * NT + i_n) * K + o_k[:, None]) * V + o_v[None, :], b_h, mask=m_kv)
+        t = i_n * BT + o_t
+        m_t = t < T
+        # k as [BK, BT] (transposed), v as [BT, BV]; padded steps load k = v = g = 0.
+        m_k, m_v = m_t[None, :] & (o_k[:, None] < K), m_t[:, None] & (o_v[None, :] < V)
+        b_k = tl.load(k + ((i_b * T + t[None, :]) * H + i_h) * K + o_k[:, None], mask=m_k, other=0.0)
+        b_v = tl.load(v + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], mask=m_v, other=0.0)
+        b_g = tl.load(g + (i_b * T + t) * H + i_h, mask=m_t, other=0.0).to(tl.float32)
+        b_G = tl.cumsum(b_g, axis=0)
+        G_last = tl.sum(b_g, axis=0)
+        b_kd = (b_k.to(tl.float32) * tl.exp(G_last - b_G)[None, :]).to(b_k.dtype)
+        if IS_FP32:
+            upd = tl.dot(b_kd, b_v, input_precision="ieee")
+        else:
+            upd = tl.dot(b_kd, b_v)
+        b_h = b_h * tl.exp(G_last) + upd
+    if STORE_FINAL:
+        tl.store(hT + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_h, mask=m_kv)
+
+
+@triton.autotune(configs=_configs([]), key=["K", "V", "BK", "BV", "IS_FP32"])
+@triton.jit
+def _ssd_chunk_output(
+    q, k, v, g, h, o, scale, T, NT,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    IS_FP32: tl.constexpr,
+):
+    i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_t = i_n * BT + tl.arange(0, BT)
+    m_t = o_t < T
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    acc_o = tl.zeros([BT, BV], dtype=tl.float32)
+    acc_s = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        b_q = tl.load(q + ((i_b * T + o_t[:, None]) * H + i_h) * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
+        b_kt = tl.load(k + ((i_b * T + o_t[None, :]) * H + i_h) * K + o_k[:, None], mask=m_t[None, :] & m_k[:, None], other=0.0)
+        b_h = tl.load(h + ((i_bh * NT + i_n) * K + o_k[:, None]) * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
+        if IS_FP32:
+            acc_o += tl.dot(b_q, b_h, input_precision="ieee")
+            acc_s += tl.dot(b_q, b_kt, input_precision="ieee")
+        else:
+            acc_o += tl.dot(b_q, b_h.to(b_q.dtype))
+            acc_s += tl.dot(b_q, b_kt)
+    b_g = tl.load(g + (i_b * T + o_t) * H + i_h, mask=m_t, other=0.0).to(tl.float32)
+    b_G = tl.cumsum(b_g, axis=0)
+    causal = tl.arange(0, BT)[:, None] >= tl.arange(0, BT)[None, :]
+    decay = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
+    b_v = tl.load(v + ((i_b * T + o_t[:, None]) * H + i_h) * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
+    b_s = (acc_s * decay).to(b_v.dtype)
+    if IS_FP32:
+        intra = tl.dot(b_s, b_v, input_precision="ieee")
+    else:
+        intra = tl.dot(b_s, b_v)
+    b_o = (acc_o * tl.exp(b_G)[:, None] + intra) * scale
+    p_o = o + ((i_b * T + o_t[:, None]) * H + i_h) * V + o_v[None, :]
+    tl.store(p_o, b_o.to(o.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
+
+
+def _blocks(K: int, V: int) -> tuple[int, int]:
+    BK = min(64, max(16, triton.next_power_of_2(K)))
+    BV = min(64, max(16, triton.next_power_of_2(V)))
+    return BK, BV
+
+
+def chunk_ssd_fwd(
+    q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float, initial_state: Tensor | None, output_final_state: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Forward only (no autograd). Shapes as :func:`triton_chunk_ssd`."""
+    _check(q, k, v, g)
+    out_dtype = v.dtype
+    q, k, v, g = q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous()
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        k, v = k.to(q.dtype), v.to(q.dtype)
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    BT = CHUNK
+    NT = triton.cdiv(T, BT)
+    BK, BV = _blocks(K, V)
+    is_fp32 = q.dtype == torch.float32
+    h = torch.empty(B, H, NT, K, V, device=q.device, dtype=torch.float32)
+    h0 = initial_state.float().contiguous() if initial_state is not None else None
+    hT = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if output_final_state else None
+    _ssd_chunk_states[(triton.cdiv(K, BK), triton.cdiv(V, BV), B * H)](
+        k, v, g, h, h0, hT, T, NT, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV,
+        HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=is_fp32,
+    )
+    o = torch.empty(B, T, H, V, device=q.device, dtype=out_dtype)
+    _ssd_chunk_output[(triton.cdiv(V, BV), NT, B * H)](
+        q, k, v, g, h, o, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, IS_FP32=is_fp32,
+    )
+    return o, hT
+
+
+class _ChunkSSDFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, g, scale, initial_state, output_final_state):
+        o, hT = chunk_ssd_fwd(q, k, v, g, scale, initial_state, output_final_state)
+        ctx.save_for_backward(q, k, v, g, initial_state)
+        ctx.scale = scale
+        ctx.output_final_state = output_final_state
+        return o, hT
+
+    @staticmethod
+    def backward(ctx, do, dhT):
+        # Fallback: the reference's own gradient, recomputed (see module docstring).
+        q, k, v, g, h0 = ctx.saved_tensors
+        inputs = [t.detach().requires_grad_(t.requires_grad) if t is not None else None for t in (q, k, v, g, h0)]
+        with torch.enable_grad():
+            o, hT = naive_chunk_ssd(*inputs[:4], ctx.scale, inputs[4], ctx.output_final_state, CHUNK)
+            outs, grads_out = [o], [do]
+            if hT is not None and dhT is not None:
+                outs.append(hT)
+                grads_out.append(dhT)
+            wanted = [t for t in inputs if t is not None and t.requires_grad]
+            got = iter(torch.autograd.grad(outs, wanted, grads_out, allow_unused=True)) if wanted else iter(())
+        result = [next(got) if t is not None and t.requires_grad else None for t in inputs]
+        return result[0], result[1], result[2], result[3], None, result[4], None
+
+
+def triton_chunk_ssd(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    scale: float = 1.0,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = True,
+) -> tuple[Tensor, Tensor | None]:
+    """Chunked SSD scan with Triton forward (chunk 64) and a reference-recompute backward.
+
+    Args:
+        q, k: ``[B, T, H, K]``. v: ``[B, T, H, V]``. g: ``[B, T, H]`` log-decay (≤ 0).
+        scale: multiplies q. initial_state: ``[B, H, K, V]`` or None.
+    Returns:
+        o ``[B, T, H, V]`` in v's dtype, final state ``[B, H, K, V]`` fp32 (or None).
+    """
+    return _ChunkSSDFn.apply(q, k, v, g, scale, initial_state, output_final_state)
