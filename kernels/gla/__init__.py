@@ -1,0 +1,43 @@
+"""Gated linear attention (GLA) with a vector log-decay per key channel and step.
+
+``chunk_gla`` runs whole sequences (training, prefill); ``gla_step`` one decode step in place.
+Layouts: ``[B, T, H, D]`` activations, ``[B, T, H, K]`` log-decay, ``[B, H, K, V]`` fp32 state.
+``impl="triton"`` loads ``kernels.gla.triton_chunk`` / ``kernels.gla.triton_step`` lazily.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from kernels._dispatch import resolve_impl
+from kernels.gla.naive import naive_chunk_gla, naive_gla_step, naive_recurrent_gla
+
+__all__ = ["chunk_gla", "gla_step", "naive_chunk_gla", "naive_recurrent_gla", "naive_gla_step"]
+
+
+def chunk_gla(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    scale: float = 1.0,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = True,
+    chunk_size: int = 64,
+    impl: str = "auto",
+) -> tuple[Tensor, Tensor | None]:
+    """Whole-sequence GLA. See :func:`kernels.gla.naive.naive_chunk_gla` for shapes."""
+    if resolve_impl(impl, q, "chunk_gla") == "triton":
+        from kernels.gla.triton_chunk import triton_chunk_gla
+
+        return triton_chunk_gla(q, k, v, g, scale, initial_state, output_final_state)
+    return naive_chunk_gla(q, k, v, g, scale, initial_state, output_final_state, chunk_size)
+
+
+def gla_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, scale: float = 1.0, impl: str = "auto") -> Tensor:
+    """One decode step, ``state`` updated in place. See :func:`kernels.gla.naive.naive_gla_step`."""
+    if resolve_impl(impl, q, "gla_step") == "triton":
+        from kernels.gla.triton_step import triton_gla_step
+
+        return triton_gla_step(q, k, v, g, state, scale)
+    return naive_gla_step(q, k, v, g, state, scale)

@@ -1,0 +1,158 @@
+"""Plain-PyTorch references for gated linear attention (GLA) with a vector decay.
+
+Per (batch, head), with one log-decay per key channel and step:
+
+    S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T          S: [K, V]
+    o_t = scale * S_t^T q_t
+
+Layouts: activations ``[B, T, H, D]``, log-decay ``g`` ``[B, T, H, K]`` (≤ 0), states ``[B, H, K, V]``.
+All math runs in fp32; outputs come back in the dtype of ``v``; states stay fp32.
+
+:func:`decayed_scores` (the intra-chunk scores with per-channel decay) is shared with
+``kernels.delta_rule``; it never exponentiates a positive number, so long chunks and strong
+decays stay finite.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def check_gated(q: Tensor, k: Tensor, v: Tensor, g: Tensor, op: str) -> None:
+    """Shape checks shared by the vector-decay ops; errors name the argument and the expected layout."""
+    if q.shape != k.shape:
+        raise ValueError(f"{op}: q {tuple(q.shape)} and k {tuple(k.shape)} must have the same shape [B, T, H, K]")
+    if v.dim() != 4 or v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"{op}: v {tuple(v.shape)} must be [B, T, H, V] with B, T, H of q {tuple(q.shape)}")
+    if g.shape != q.shape:
+        raise ValueError(f"{op}: g {tuple(g.shape)} must be [B, T, H, K] like q (one log-decay per key channel and step)")
+
+
+def pad_time(x: Tensor, pad: int) -> Tensor:
+    """Zero-pad dim 1 (time) of a ``[B, T, ...]`` tensor by ``pad`` steps."""
+    return F.pad(x, (0, 0) * (x.dim() - 2) + (0, pad)) if pad else x
+
+
+def to_chunks(x: Tensor, chunk_size: int) -> Tensor:
+    """``[B, T, H, D]`` (T a multiple of chunk_size) → ``[B, N, H, C, D]``."""
+    B, T, H, D = x.shape
+    return x.view(B, T // chunk_size, chunk_size, H, D).transpose(2, 3)
+
+
+def from_chunks(x: Tensor, T: int) -> Tensor:
+    """``[B, N, H, C, D]`` → ``[B, T, H, D]`` (padding beyond T dropped)."""
+    B, N, H, C, D = x.shape
+    return x.transpose(2, 3).reshape(B, N * C, H, D)[:, :T]
+
+
+def decayed_scores(x: Tensor, gx: Tensor, y: Tensor, gy: Tensor, strict: bool, sub_chunk: int = 16) -> Tensor:
+    """Intra-chunk scores with per-channel decay, computed without exponentiating positive numbers.
+
+    ``A[..., i, j] = Σ_k x[i, k] y[j, k] exp(gx[i, k] - gy[j, k])`` for ``j ≤ i`` (``j < i`` when
+    ``strict``), zero above. Inside a ``sub_chunk`` block the pairwise differences are masked to
+    ``-inf`` before the exp; across blocks both factors are referred to ``gy`` at the last row of the
+    previous block, which needs ``gy`` non-increasing along the chunk and ``gx[i] ≤ gy[r]`` for
+    ``i > r`` (true for inclusive and exclusive cumulative log-decays), so every factor is ≤ 1.
+
+    Args:
+        x, gx, y, gy: ``[B, N, H, C, K]`` fp32 (N chunks of C steps).
+    Returns:
+        ``[B, N, H, C, C]`` fp32.
+    """
+    C = x.shape[-2]
+    out = x.new_zeros(*x.shape[:-1], C)
+    tri = torch.ones(sub_chunk, sub_chunk, dtype=torch.bool, device=x.device).tril(-1 if strict else 0)
+    for start in range(0, C, sub_chunk):
+        r = slice(start, min(start + sub_chunk, C))
+        c = r.stop - r.start
+        diff = gx[..., r, None, :] - gy[..., None, r, :]  # [..., c, c, K]
+        diff = torch.where(tri[:c, :c, None], diff, torch.full_like(diff, float("-inf")))
+        out[..., r, r] = torch.einsum("...ik,...jk,...ijk->...ij", x[..., r, :], y[..., r, :], diff.exp())
+        if start:
+            ref = gy[..., start - 1 : start, :]
+            xs = x[..., r, :] * (gx[..., r, :] - ref).exp()
+            ys = y[..., :start, :] * (ref - gy[..., :start, :]).exp()
+            out[..., r, :start] = xs @ ys.transpose(-1, -2)
+    return out
+
+
+def naive_recurrent_gla(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    scale: float = 1.0,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = True,
+) -> tuple[Tensor, Tensor | None]:
+    """Step-by-step recurrence: the ground truth every other GLA path is tested against.
+
+    Args:
+        q, k: ``[B, T, H, K]``. v: ``[B, T, H, V]``. g: ``[B, T, H, K]`` log-decay (≤ 0).
+        scale: multiplies q. initial_state: ``[B, H, K, V]`` or None (zeros).
+    Returns:
+        o ``[B, T, H, V]`` in v's dtype, final state ``[B, H, K, V]`` fp32 (or None).
+    """
+    check_gated(q, k, v, g, "naive_recurrent_gla")
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    state = q.new_zeros(B, H, K, V, dtype=torch.float32) if initial_state is None else initial_state.float().clone()
+    out = []
+    for t in range(T):
+        state = state * g[:, t].float().exp()[..., None] + torch.einsum("bhk,bhv->bhkv", k[:, t].float(), v[:, t].float())
+        out.append(torch.einsum("bhk,bhkv->bhv", q[:, t].float() * scale, state))
+    o = torch.stack(out, dim=1) if out else v.new_zeros(B, 0, H, V, dtype=torch.float32)
+    return o.to(v.dtype), (state if output_final_state else None)
+
+
+def naive_chunk_gla(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    scale: float = 1.0,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = True,
+    chunk_size: int = 64,
+    sub_chunk: int = 16,
+) -> tuple[Tensor, Tensor | None]:
+    """Chunked parallel form (training and prefill): quadratic inside a chunk, recurrent across chunks.
+
+    Same arguments and returns as :func:`naive_recurrent_gla`, plus ``chunk_size`` and the
+    ``sub_chunk`` of :func:`decayed_scores` (memory ~ ``B·T·H·K·sub_chunk`` floats). Differentiable.
+    """
+    check_gated(q, k, v, g, "naive_chunk_gla")
+    if chunk_size < 1 or sub_chunk < 1:
+        raise ValueError(f"naive_chunk_gla: chunk_size={chunk_size} and sub_chunk={sub_chunk} must be ≥ 1")
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    pad = (-T) % chunk_size
+    # Zero k/v and zero log-decay on padded steps leave the state untouched.
+    qc, kc, vc, gc = (to_chunks(pad_time(t.float(), pad), chunk_size) for t in (q, k, v, g))
+    qc = qc * scale
+    G = gc.cumsum(dim=-2)  # inclusive log-decay from the chunk start, [B, N, H, C, K]
+    o = decayed_scores(qc, G, kc, G, strict=False, sub_chunk=sub_chunk) @ vc
+    G_last = G[..., -1:, :]
+    q_in = qc * G.exp()
+    k_out = kc * (G_last - G).exp()
+    state = q.new_zeros(B, H, K, V, dtype=torch.float32) if initial_state is None else initial_state.float()
+    inter = []
+    for n in range(qc.shape[1]):
+        inter.append(q_in[:, n] @ state)
+        state = state * G_last[:, n].transpose(-1, -2).exp() + k_out[:, n].transpose(-1, -2) @ vc[:, n]
+    o = o + torch.stack(inter, dim=1)
+    return from_chunks(o, T).to(v.dtype), (state if output_final_state else None)
+
+
+def naive_gla_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, scale: float = 1.0) -> Tensor:
+    """One decode step; updates ``state`` in place (so it can live in a captured CUDA graph).
+
+    Args:
+        q, k, g: ``[B, H, K]``. v: ``[B, H, V]``. state: ``[B, H, K, V]`` fp32, written in place.
+    Returns:
+        o ``[B, H, V]`` in v's dtype.
+    """
+    state.mul_(g.float().exp()[..., None]).add_(torch.einsum("bhk,bhv->bhkv", k.float(), v.float()))
+    return torch.einsum("bhk,bhkv->bhv", q.float() * scale, state).to(v.dtype)
