@@ -23,7 +23,7 @@ from torch import Tensor
 from kernels._dispatch import triton_interpreted
 from kernels.causal_conv1d.naive import ACTIVATIONS
 
-__all__ = ["triton_causal_conv1d", "triton_causal_conv1d_update"]
+__all__ = ["triton_causal_conv1d", "triton_causal_conv1d_update", "conv_update_channels"]
 
 
 def _blocks(T: int, C: int) -> tuple[int, int]:
@@ -226,25 +226,35 @@ def triton_causal_conv1d(
 
 
 @triton.jit
+def conv_update_channels(x_row, state, w, b, ch, m, i_b, C, W: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr):
+    """One streaming step for channels ``ch`` of stream ``i_b``: returns act(conv) in fp32, rolls the state.
+
+    Every value this rolls is read first, so it is safe as long as no other program touches ``ch``.
+    Shared by the update kernel below and the fused Mamba2 step.
+    """
+    xv = tl.load(x_row + ch, mask=m, other=0.0)
+    p_s = state + (i_b * C + ch) * (W - 1)
+    acc = xv.to(tl.float32) * tl.load(w + ch * W + (W - 1), mask=m, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        acc += tl.load(b + ch, mask=m, other=0.0).to(tl.float32)
+    prev = tl.load(p_s, mask=m, other=0.0)
+    acc += prev.to(tl.float32) * tl.load(w + ch * W, mask=m, other=0.0).to(tl.float32)
+    for j in tl.static_range(1, W - 1):
+        cur = tl.load(p_s + j, mask=m, other=0.0)
+        acc += cur.to(tl.float32) * tl.load(w + ch * W + j, mask=m, other=0.0).to(tl.float32)
+        tl.store(p_s + (j - 1), cur, mask=m)
+    tl.store(p_s + (W - 2), xv.to(state.dtype.element_ty), mask=m)
+    if SILU:
+        acc = acc * tl.sigmoid(acc)
+    return acc
+
+
+@triton.jit
 def _conv_update_kernel(x, state, w, b, y, C, W: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr):
     i_c, i_b = tl.program_id(0), tl.program_id(1)
     o_c = i_c * BC + tl.arange(0, BC)
     m_c = o_c < C
-    p_s = state + i_b * C * (W - 1) + o_c * (W - 1)
-    xv = tl.load(x + i_b * C + o_c, mask=m_c, other=0.0).to(tl.float32)
-    acc = xv * tl.load(w + o_c * W + (W - 1), mask=m_c, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        acc += tl.load(b + o_c, mask=m_c, other=0.0).to(tl.float32)
-    # Every value this program overwrites is read first, and no other program touches these channels.
-    prev = tl.load(p_s, mask=m_c, other=0.0)
-    acc += prev.to(tl.float32) * tl.load(w + o_c * W, mask=m_c, other=0.0).to(tl.float32)
-    for j in tl.static_range(1, W - 1):
-        cur = tl.load(p_s + j, mask=m_c, other=0.0)
-        acc += cur.to(tl.float32) * tl.load(w + o_c * W + j, mask=m_c, other=0.0).to(tl.float32)
-        tl.store(p_s + (j - 1), cur, mask=m_c)
-    tl.store(p_s + (W - 2), xv.to(state.dtype.element_ty), mask=m_c)
-    if SILU:
-        acc = acc * tl.sigmoid(acc)
+    acc = conv_update_channels(x + i_b * C, state, w, b, o_c, m_c, i_b, C, W, HAS_BIAS, SILU)
     tl.store(y + i_b * C + o_c, acc.to(y.dtype.element_ty), mask=m_c)
 
 

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kernels._dispatch import resolve_impl
 from kernels.causal_conv1d import causal_conv1d, causal_conv1d_update
+from kernels.mamba2_step import mamba2_step
 from kernels.ssd import chunk_ssd, ssd_step
 from students.layers import GatedRMSNorm
 from students.mixers.base import Mixer, parse_options, register_mixer
@@ -169,12 +171,25 @@ class Mamba2Mixer(Mixer):
 
     def step(self, x: Tensor, state: dict[str, Tensor]) -> Tensor:
         """x: [B, D] → [B, D]; ``state`` updated in place."""
+        if resolve_impl(self.impl, x, "Mamba2Mixer.step") == "triton":
+            return self._fused_step(x, state)
         z, xbc, dt = self._split(self.in_proj(x))
         if self.opts.conv:
             xbc = causal_conv1d_update(xbc, state["conv"], self.conv_weight, self.conv_bias, "silu", impl=self.impl)
         q, k, v, g, xh = self._heads(xbc, dt)
         y = ssd_step(q, k, v, g, state["ssm"], scale=self.opts.scale, impl=self.impl)
         return self._output(y, xh, z)
+
+    def _fused_step(self, x: Tensor, state: dict[str, Tensor]) -> Tensor:
+        """The step above in one Triton launch between in_proj and out_proj (same math, tested equal)."""
+        y = mamba2_step(
+            self.in_proj(x), state["ssm"], state.get("conv"),
+            self.conv_weight if self.opts.conv else None, self.conv_bias if self.opts.conv else None,
+            self.dt_bias, self.A_log, self.D, None if self.norm is None else self.norm.weight,
+            num_heads=self.H, num_kv_heads=self.Hkv, head_dim=self.P, d_state=self.N, scale=self.opts.scale,
+            gate=self.opts.gate, norm_eps=self.norm.eps if self.norm is not None else 0.0, impl="triton",
+        )
+        return self.out_proj(y)
 
     @torch.no_grad()
     def load_attention(self, attn, report, prefix: str) -> None:
