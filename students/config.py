@@ -34,6 +34,9 @@ class StudentConfig:
         teacher: where the student came from (kind, path, name); free-form JSON.
         impl: kernel choice for mixers: ``"auto"``, ``"naive"`` or ``"triton"``.
         attention_bias: the teacher's q/k/v projections carry biases (Qwen2); mixers keep them.
+        stream_vocab_sizes: multistream input (Moshi/Hibiki): the vocabulary of each input stream
+            (text, then every audio codebook); one embedding per stream, summed per step. Empty:
+            one flat token stream embedded with ``vocab_size``.
     """
 
     vocab_size: int
@@ -53,6 +56,7 @@ class StudentConfig:
     teacher: dict[str, Any] = field(default_factory=dict)
     impl: str = "auto"
     attention_bias: bool = False
+    stream_vocab_sizes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.pattern, str):
@@ -65,9 +69,19 @@ class StudentConfig:
             )
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}")
+        self.stream_vocab_sizes = [int(v) for v in self.stream_vocab_sizes]
+        if self.stream_vocab_sizes and self.tie_word_embeddings:
+            raise ValueError("student.tie_word_embeddings=true needs a flat token stream; set it false for multistream input")
+        if any(v < 1 for v in self.stream_vocab_sizes):
+            raise ValueError(f"student.stream_vocab_sizes must all be ≥ 1, got {self.stream_vocab_sizes}")
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "head_dim", "intermediate_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"student.{name} must be ≥ 1, got {getattr(self, name)}")
+
+    @property
+    def multistream(self) -> bool:
+        """True when inputs are ``[B, S, T]`` streams embedded separately and summed."""
+        return bool(self.stream_vocab_sizes)
 
     def mixer_options(self, kind: str) -> dict[str, Any]:
         return dict(self.mixers.get(kind, {}))
@@ -126,4 +140,5 @@ def student_config_from_teacher(
         teacher=dict(teacher or {}),
         impl=impl,
         attention_bias=geometry.attention_bias,
+        stream_vocab_sizes=list(getattr(geometry, "stream_vocab_sizes", [])),
     )

@@ -1,6 +1,7 @@
 """Initialising a student from a teacher: named weight maps and a report of what was done.
 
-A teacher adapter (``teachers/``) exposes its weights by *role* (``embed``, ``final_norm``,
+A teacher adapter (``teachers/``) exposes its weights by *role* (``embed`` — ``embed.{s}`` per input
+stream for multistream teachers —, ``final_norm``,
 ``lm_head``, ``layers.{i}.input_norm``, ``layers.{i}.post_norm``, ``layers.{i}.mlp.{gate,up,down}``)
 and its attention layers as :class:`AttentionWeights`. The tables below say which student
 tensor each role fills; mixers hold their own attention maps (``Mixer.load_attention``).
@@ -76,6 +77,20 @@ class InitReport:
         """Parameters the report says nothing about: a weight map that forgot one."""
         return sorted(set(dict(model.named_parameters())) - self.covered())
 
+    @torch.no_grad()
+    def verify(self, student: torch.nn.Module, teacher_tensors: dict[str, Tensor]) -> int:
+        """Check every copied entry: the student tensor equals the teacher tensor it names, bit for bit.
+
+        Names may carry a slice, ``[a:b]``, or (student side) a segment a module resolves with
+        ``segment(name)`` (Mamba2's ``in_proj.weight[x]``). Returns the number of entries checked.
+        """
+        for e in self.copied:
+            dst = _resolve(student, dict(student.named_parameters()), e["student"])
+            src = _resolve(None, teacher_tensors, e["teacher"])
+            if dst.shape != src.shape or not torch.equal(dst, src.to(dst)):
+                raise AssertionError(f"init: {e['student']} does not equal teacher {e['teacher']}")
+        return len(self.copied)
+
     def to_dict(self) -> dict:
         n_copied = len({e["student"].split("[")[0] for e in self.copied})
         return {"n_copied": len(self.copied), "n_params_touched_by_copy": n_copied, "copied": self.copied, "initialised": self.initialised}
@@ -88,9 +103,25 @@ class InitReport:
         return f"copied {len(self.copied)} tensors from the teacher, initialised {len(self.initialised)}"
 
 
+def _resolve(model: torch.nn.Module | None, tensors: dict[str, Tensor], name: str) -> Tensor:
+    """``"a.b.weight"``, ``"a.b.weight[3:7]"`` or ``"a.b.weight[x]"`` (``model.a.b.segment("x")``) → tensor."""
+    base, _, index = name.partition("[")
+    t = tensors[base]
+    if not index:
+        return t
+    index = index.rstrip("]")
+    if ":" in index:
+        lo, hi = index.split(":")
+        return t[int(lo) if lo else None : int(hi) if hi else None]
+    return t[model.get_submodule(base.rsplit(".", 2)[0]).segment(index)]
+
+
 def role_table(config) -> list[tuple[str, str]]:
     """(student parameter, teacher role) for everything outside the mixers: embeddings, norms, MLPs, head."""
-    table = [("embed.weight", "embed")]
+    if config.stream_vocab_sizes:
+        table = [(f"embeds.{s}.weight", f"embed.{s}") for s in range(len(config.stream_vocab_sizes))]
+    else:
+        table = [("embed.weight", "embed")]
     for i in range(config.num_layers):
         table += [
             (f"layers.{i}.input_norm.weight", f"layers.{i}.input_norm"),
