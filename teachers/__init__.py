@@ -7,15 +7,19 @@ paths only.
 
 from teachers.base import AttentionCapture, TeacherAdapter, TeacherGeometry, TeacherOutput
 from teachers.build import TEACHER_BUILDERS, build_teacher, register_teacher, save_teacher
+from teachers.layout import TokenLayout
 from teachers.llama import LlamaTeacher
+from teachers.moshi import MoshiTeacher
 
 __all__ = [
     "AttentionCapture",
     "LlamaTeacher",
+    "MoshiTeacher",
     "TEACHER_BUILDERS",
     "TeacherAdapter",
     "TeacherGeometry",
     "TeacherOutput",
+    "TokenLayout",
     "build_teacher",
     "register_teacher",
     "save_teacher",

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from students.init import AttentionWeights, NamedTensor
+from students.init import NONE, AttentionWeights, NamedTensor
 
 # Teachers load from local paths only; make sure nothing below us reaches for a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -35,17 +35,47 @@ class TeacherGeometry:
     tie_word_embeddings: bool = False
     attention_bias: bool = False
     max_position_embeddings: int = 2048
+    stream_vocab_sizes: list[int] = field(default_factory=list)  # multistream input; empty: flat ids
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def hf_geometry(config, **fields: Any) -> TeacherGeometry:
+    """The attention stack's geometry from an HF decoder config; ``fields`` fill or override the rest."""
+    rope = getattr(config, "rope_parameters", None) or {}
+    common = dict(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_hidden_layers,
+        num_heads=config.num_attention_heads,
+        num_kv_heads=config.num_key_value_heads or config.num_attention_heads,
+        head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
+        hidden_act=config.hidden_act,
+        rms_norm_eps=config.rms_norm_eps,
+        rope_theta=float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))),
+        max_position_embeddings=config.max_position_embeddings,
+    )
+    return TeacherGeometry(**{**common, **fields})
+
+
 @dataclass
 class TeacherOutput:
-    """logits ``[B, T, V]``; hidden_states: embedding output then every layer's output, ``[B, T, D]``."""
+    """What every teacher returns; KL is taken over the last dim of each logits tensor.
+
+    Attributes:
+        logits: ``[B, T, V]`` next-token (multistream: next-frame text) logits.
+        hidden_states: embedding output, then every layer's output before the final norm, ``[B, T, D]``
+            each (``num_layers + 1`` tensors, the student's convention).
+        last_hidden_state: the final norm's output ``[B, T, D]``.
+        audio_logits: multistream teachers with a depth decoder: ``[B, T-1, K, V_audio]``, position t
+            predicting frame t+1's audio codebooks teacher-forced (see ``MoshiTeacher.depth_logits``).
+    """
 
     logits: Tensor
     hidden_states: tuple[Tensor, ...] | None = None
+    last_hidden_state: Tensor | None = None
+    audio_logits: Tensor | None = None
 
 
 @dataclass
@@ -72,13 +102,16 @@ class TeacherAdapter(nn.Module):
         self.geometry = geometry
         self.token_layout = dict(token_layout or {})
         self.source = source
+        self._params = dict(model.named_parameters())
         self.requires_grad_(False)
         super().train(False)
 
     def train(self, mode: bool = True) -> TeacherAdapter:
         return super().train(False)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, output_hidden_states: bool = False) -> TeacherOutput:
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, output_hidden_states: bool = False
+    ) -> TeacherOutput:
         raise NotImplementedError
 
     def attention_weights(self, layer: int) -> AttentionWeights:
@@ -90,6 +123,21 @@ class TeacherAdapter(nn.Module):
     def attention_modules(self) -> list[nn.Module]:
         """The attention module of every layer, in order (for capture hooks)."""
         raise NotImplementedError
+
+    def _named(self, name: str) -> NamedTensor:
+        """(name, parameter) of the wrapped model, or ``NONE`` when it has no such parameter."""
+        return (name, self._params[name]) if name in self._params else NONE
+
+    def _attention_by_names(self, layer: int, prefix: str, suffix: str = "") -> AttentionWeights:
+        """AttentionWeights from ``{prefix}.{q,k,v,o}_proj{suffix}.{weight,bias}`` of layer ``layer``."""
+        if not 0 <= layer < self.geometry.num_layers:
+            raise IndexError(f"teacher has {self.geometry.num_layers} layers; asked for layer {layer}")
+        g = self.geometry
+        tensors = {}
+        for proj in "qkvo":
+            tensors[proj] = self._named(f"{prefix}.{proj}_proj{suffix}.weight")
+            tensors[f"{proj}_bias"] = self._named(f"{prefix}.{proj}_proj{suffix}.bias")
+        return AttentionWeights(num_heads=g.num_heads, num_kv_heads=g.num_kv_heads, head_dim=g.head_dim, **tensors)
 
     @contextlib.contextmanager
     def capture_attention(self, layers: list[int] | None = None) -> Iterator[AttentionCapture]:
@@ -118,6 +166,17 @@ class TeacherAdapter(nn.Module):
             "geometry": self.geometry.to_dict(),
             "token_layout": self.token_layout,
         }
+
+
+@contextlib.contextmanager
+def capture_input(module: nn.Module) -> Iterator[list[Tensor]]:
+    """Record the first positional input of ``module`` on each forward inside the block."""
+    seen: list[Tensor] = []
+    handle = module.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 def require_files(path: str | os.PathLike, names: list[str]) -> Path:
