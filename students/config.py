@@ -110,6 +110,7 @@ def student_config_from_teacher(
     token_layout: dict[str, Any] | None = None,
     teacher: dict[str, Any] | None = None,
     impl: str = "auto",
+    attn_layers: list[int] | None = None,
 ) -> StudentConfig:
     """Build a student config with the teacher's geometry.
 
@@ -118,10 +119,18 @@ def student_config_from_teacher(
         pattern: one mixer kind for every layer, or one per layer.
         mixers: per-kind mixer options.
         num_layers: defaults to the teacher's; fewer layers take the teacher's first ones.
+        attn_layers: hybrid shorthand: these layer indices become ``"attn"`` (the teacher's attention
+            kept, see ``mixers.attn``) in ``pattern``; the resulting pattern is what the config records.
     """
     n = geometry.num_layers if num_layers is None else num_layers
     if n > geometry.num_layers:
         raise ValueError(f"student.num_layers={n} exceeds the teacher's {geometry.num_layers} layers")
+    if attn_layers:
+        pattern = [pattern] * n if isinstance(pattern, str) else list(pattern)
+        for i in attn_layers:
+            if not 0 <= i < len(pattern):
+                raise ValueError(f"student.attn_layers has {i}, outside the student's layers 0..{len(pattern) - 1}")
+            pattern[i] = "attn"
     return StudentConfig(
         vocab_size=geometry.vocab_size,
         hidden_size=geometry.hidden_size,
