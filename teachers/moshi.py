@@ -147,6 +147,44 @@ class MoshiTeacher(TeacherAdapter):
         )
         return out.logits.reshape(B, T, K, -1)
 
+    @torch.no_grad()
+    def sample_frames(
+        self, num_sequences: int, length: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 32
+    ) -> list:
+        """Multistream sequences drawn from the teacher, for smoke runs on random teachers.
+
+        Per frame: the text token from the text head, the model stream's K codebooks one by one from
+        the depth decoder, the user stream uniform (it is input, never predicted); the first frame is
+        uniform. Delays are not modelled: real runs distil on real (delayed) codec data.
+
+        Returns:
+            ``num_sequences`` rows of ``[S][length]`` token ids (the token datasets' multistream rows).
+        """
+        g = torch.Generator().manual_seed(seed)
+        device = next(self.parameters()).device
+        K, Va, V = self.num_codebooks, self.audio_vocab_size, self.geometry.vocab_size
+        highs = [V] + [Va] * (2 * K)
+
+        def draw(logits: Tensor) -> Tensor:
+            probs = torch.softmax(logits.float().cpu() / temperature, -1)
+            return torch.multinomial(probs, 1, generator=g)[:, 0]
+
+        rows: list = []
+        for start in range(0, num_sequences, batch_size):
+            b = min(batch_size, num_sequences - start)
+            ids = torch.stack([torch.randint(0, h, (b,), generator=g) for h in highs], 1)[:, :, None]
+            for _ in range(length - 1):
+                out = self(ids.to(device), audio_logits=False)
+                frame = torch.zeros(b, len(highs), dtype=torch.long)
+                frame[:, 0] = draw(out.logits[:, -1])
+                h = out.last_hidden_state[:, -1:]
+                for k in range(K):  # codebook k reads the text and codebooks < k only, so later zeros are unseen
+                    frame[:, 1 + k] = draw(self.depth_logits(h, frame[:, :, None].to(device))[:, 0, k])
+                frame[:, 1 + K :] = torch.randint(0, Va, (b, K), generator=g)
+                ids = torch.cat([ids, frame[:, :, None]], -1)
+            rows.extend(ids.tolist())
+        return rows
+
     def attention_weights(self, layer: int) -> AttentionWeights:
         return self._attention_by_names(layer, f"decoder.model.layers.{layer}.self_attn", suffix=".linear")
 

@@ -114,3 +114,11 @@ def test_multistream_student_init_exact_and_streams(teacher, tmp_path):
     torch.testing.assert_close(again(ids).logits, out.logits, rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"multistream student: input_ids must be \[B, S=9\]"):
         student.step(ids[:, 0, 0], state)
+
+
+def test_sample_frames(teacher):
+    rows = teacher.sample_frames(num_sequences=3, length=5, seed=0, batch_size=2)
+    ids = torch.tensor(rows)
+    assert ids.shape == (3, 1 + 2 * K, 5)
+    assert int(ids[:, 0].max()) < 50 and int(ids[:, 1:].max()) < 64 and int(ids.min()) >= 0
+    assert rows == teacher.sample_frames(num_sequences=3, length=5, seed=0, batch_size=2)  # seeded
