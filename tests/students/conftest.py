@@ -47,6 +47,25 @@ TEACHERS = {
 }
 
 
+def linear_attention_reference(teacher, layer, x, scale):
+    """Unnormalised causal linear attention built from the teacher's q/k/v/o: ``o(tril(q k^T)·scale v)``."""
+    p = dict(teacher.model.named_parameters())
+    g = teacher.geometry
+    pre = f"model.layers.{layer}.self_attn"
+
+    def proj(role, heads):
+        w, b = p[f"{pre}.{role}_proj.weight"], p.get(f"{pre}.{role}_proj.bias")
+        return torch.nn.functional.linear(x, w, b).unflatten(-1, (heads, g.head_dim)).transpose(1, 2)
+
+    rep = g.num_heads // g.num_kv_heads
+    q = proj("q", g.num_heads)
+    k = proj("k", g.num_kv_heads).repeat_interleave(rep, 1)
+    v = proj("v", g.num_kv_heads).repeat_interleave(rep, 1)
+    scores = (q @ k.transpose(-1, -2) * scale).tril()
+    y = (scores @ v).transpose(1, 2).flatten(-2)
+    return torch.nn.functional.linear(y, p[f"{pre}.o_proj.weight"])
+
+
 @pytest.fixture(scope="session")
 def teachers():
     """Random tiny HF teachers: MHA, GQA and a Qwen2 (q/k/v biases) one; 3 layers, head_dim 8."""
