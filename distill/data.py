@@ -156,7 +156,9 @@ class TokenDataModule(L.LightningDataModule):
         if split not in self.datasets:
             raise ValueError(f"token dataset {self.path} has no {split!r} split")
         g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.datasets[split], batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=self.num_workers, drop_last=False)
+        return DataLoader(
+            self.datasets[split], batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=self.num_workers, drop_last=False
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True, self.batch_size)
@@ -169,7 +171,9 @@ class TokenDataModule(L.LightningDataModule):
 
 
 @torch.no_grad()
-def sample_from_teacher(teacher, num_sequences: int, length: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 256) -> list[list[int]]:
+def sample_from_teacher(
+    teacher, num_sequences: int, length: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 256
+) -> list[list[int]]:
     """Sample token sequences from a (flat-stream) teacher: in-distribution data for smoke runs.
 
     The first token is uniform; each next token is drawn from the teacher's softened distribution.
@@ -189,7 +193,9 @@ def sample_from_teacher(teacher, num_sequences: int, length: int, seed: int = 0,
     return out
 
 
-def build_teacher_samples(teacher, path: str | Path, num_train: int, num_validation: int, length: int, seed: int = 0, temperature: float = 1.0) -> Path:
+def build_teacher_samples(
+    teacher, path: str | Path, num_train: int, num_validation: int, length: int, seed: int = 0, temperature: float = 1.0
+) -> Path:
     """Make a small token dataset by sampling the teacher (reused if ``path`` already holds one)."""
     path = Path(path)
     if (path / "dataset_dict.json").is_file():

@@ -65,7 +65,9 @@ class DistillLoss(nn.Module):
         ce_weight: weight of :func:`next_token_ce` on the data (0 disables).
     """
 
-    def __init__(self, kl_weight: float = 1.0, temperature: float = 1.0, hidden_weight: float = 0.0, ce_weight: float = 0.0, chunk_tokens: int = 4096):
+    def __init__(
+        self, kl_weight: float = 1.0, temperature: float = 1.0, hidden_weight: float = 0.0, ce_weight: float = 0.0, chunk_tokens: int = 4096
+    ):
         super().__init__()
         if min(kl_weight, hidden_weight, ce_weight) < 0 or kl_weight + hidden_weight + ce_weight <= 0:
             raise ValueError("loss weights must be ≥ 0 with at least one > 0 (loss.kl_weight, loss.hidden_weight, loss.ce_weight)")

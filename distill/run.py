@@ -76,7 +76,9 @@ def make_datamodule(cfg: DictConfig, teacher, out_dir: Path) -> TokenDataModule:
 
         t0 = time.time()
         data_cfg["path"] = str(build_teacher_samples(teacher, out_dir / "teacher_samples", **samples))
-        log.info("data: sampled %d+%d sequences from the teacher in %.1fs", samples["num_train"], samples["num_validation"], time.time() - t0)
+        log.info(
+            "data: sampled %d+%d sequences from the teacher in %.1fs", samples["num_train"], samples["num_validation"], time.time() - t0
+        )
     dm = hydra.utils.instantiate(data_cfg)
     dm.setup()
     return dm
@@ -118,7 +120,14 @@ def run(cfg: DictConfig) -> float:
     fit_seconds = time.time() - t0
 
     after = evaluate(cfg, teacher, student, dm, device)
-    log.info("held-out after %d steps: KL %.4f (init %.4f), top-1 %.3f (init %.3f)", trainer.global_step, after["kl"], at_init["kl"], after["top1"], at_init["top1"])
+    log.info(
+        "held-out after %d steps: KL %.4f (init %.4f), top-1 %.3f (init %.3f)",
+        trainer.global_step,
+        after["kl"],
+        at_init["kl"],
+        after["top1"],
+        at_init["top1"],
+    )
     metrics = {f"val/{k}": v for k, v in after.items()}
     metrics.update({f"init/{k}": v for k, v in at_init.items()})
     metrics.update({"train/steps": trainer.global_step, "train/seconds": fit_seconds})
@@ -138,13 +147,20 @@ def run(cfg: DictConfig) -> float:
         metrics["stream/parity_max_abs"] = verification.get("stream", {}).get("max_abs", float("nan"))
         metrics["export/reload_max_abs"] = verification.get("reload_max_abs", float("nan"))
         result["export"] = {"dir": str(export_dir), **verification}
-        log.info("export: %s (reload max abs %.2e, streaming max abs %.2e)", export_dir, metrics["export/reload_max_abs"], metrics["stream/parity_max_abs"])
+        log.info(
+            "export: %s (reload max abs %.2e, streaming max abs %.2e)",
+            export_dir,
+            metrics["export/reload_max_abs"],
+            metrics["stream/parity_max_abs"],
+        )
 
     if trainer.is_global_zero:
         (out_dir / "metrics.json").write_text(json.dumps(result, indent=1, default=float))
         plot_training_curves(out_dir, at_init, after)
-    print(f"[distill] {cfg.name}: held-out KL {at_init['kl']:.4f} at init -> {after['kl']:.4f} after {trainer.global_step} steps "
-          f"(top-1 {at_init['top1']:.3f} -> {after['top1']:.3f}); run dir {out_dir}")
+    print(
+        f"[distill] {cfg.name}: held-out KL {at_init['kl']:.4f} at init -> {after['kl']:.4f} after {trainer.global_step} steps "
+        f"(top-1 {at_init['top1']:.3f} -> {after['top1']:.3f}); run dir {out_dir}"
+    )
     if cfg.optimized_metric not in metrics:
         raise KeyError(f"optimized_metric={cfg.optimized_metric!r} not among {sorted(metrics)}")
     return float(metrics[cfg.optimized_metric])

@@ -23,8 +23,9 @@ def streaming_parity(student, input_ids: Tensor, prefill: int | None = None) -> 
     """Max abs / max rel difference between the parallel forward and prefill + step decoding.
 
     Args:
-        input_ids: ``[B, T]`` (or ``[B, S, T]`` for multistream students). prefill: tokens run through the parallel path first (default T // 3,
-            an odd split that crosses chunk boundaries in both paths).
+        input_ids: ``[B, T]`` (or ``[B, S, T]`` for multistream students).
+        prefill: tokens run through the parallel path first (default T // 3, an odd split that
+            crosses chunk boundaries in both paths).
     """
     was_training = student.training
     student.eval()

@@ -67,7 +67,9 @@ def read_export_config(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(cfg.read_text())
 
 
-def load_student(path: str | os.PathLike, device: torch.device | str = "cpu", dtype: torch.dtype | None = None, impl: str | None = None) -> StudentLM:
+def load_student(
+    path: str | os.PathLike, device: torch.device | str = "cpu", dtype: torch.dtype | None = None, impl: str | None = None
+) -> StudentLM:
     """Rebuild a student from an export directory (no pickle is ever loaded).
 
     Args:

@@ -87,10 +87,7 @@ class RecurrentState:
 
     def spec(self) -> dict[str, dict]:
         """JSON description: name → shape with the batch as ``"B"``, dtype. Exported with the student."""
-        return {
-            name: {"shape": ["B", *t.shape[1:]], "dtype": str(t.dtype).removeprefix("torch.")}
-            for name, t in self.items()
-        }
+        return {name: {"shape": ["B", *t.shape[1:]], "dtype": str(t.dtype).removeprefix("torch.")} for name, t in self.items()}
 
     def __repr__(self) -> str:
         return f"RecurrentState(layers={len(self.layers)}, batch={self.batch_size}, nbytes={self.nbytes})"

@@ -50,9 +50,7 @@ def naive_recurrent_ssd(
     state = q.new_zeros(B, H, K, V, dtype=torch.float32) if initial_state is None else initial_state.float().clone()
     out = []
     for t in range(T):
-        state = state * g[:, t].float().exp()[..., None, None] + torch.einsum(
-            "bhk,bhv->bhkv", k[:, t].float(), v[:, t].float()
-        )
+        state = state * g[:, t].float().exp()[..., None, None] + torch.einsum("bhk,bhv->bhkv", k[:, t].float(), v[:, t].float())
         out.append(torch.einsum("bhk,bhkv->bhv", q[:, t].float() * scale, state))
     o = torch.stack(out, dim=1) if out else v.new_zeros(B, 0, H, V, dtype=torch.float32)
     return o.to(v.dtype), (state if output_final_state else None)
