@@ -38,6 +38,7 @@ SAMPLE_RATE = 24_000
 FILLETS_ROOT = Path("/usr/share/games/fillets-ng")
 HUMAN_LANGS = {"cs": "fillets-ng-data-cs", "nl": "fillets-ng-data-nl"}
 ESPEAK_VOICES = {"fr": "fr-fr", "de": "de"}
+MIN_SECONDS = 0.3
 SPLIT_FRACTIONS = {"test": 0.05, "validation": 0.05}  # the rest is train
 LICENCES = {
     "human": "GPL-2+ (Free Fish Fillets NG data, Debian fillets-ng-data*)",
@@ -124,6 +125,8 @@ def _convert(job: tuple[str, str, str | None]) -> float:
             subprocess.run(["espeak-ng", "-v", voice, "-w", tmp.name, text], check=True, capture_output=True)
             audio, sr = sf.read(tmp.name, always_2d=False)
     audio = to_24k_mono(audio, sr)
+    if len(audio) < MIN_SECONDS * SAMPLE_RATE:
+        return 0.0  # e.g. an Ogg file that decodes to nothing: left out of the manifest
     tmp_dst = dst_path.with_suffix(".tmp.flac")
     sf.write(tmp_dst, audio, SAMPLE_RATE, subtype="PCM_16")
     tmp_dst.rename(dst_path)
@@ -211,6 +214,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(Path.home() / ".cache" / "distill" / "corpus"))
     p.add_argument("--max-per-lang", type=int, default=None, help="cap on source clips per language (default: all)")
+    p.add_argument("--max-lines", type=int, default=None,
+                   help="cap on English lines (first N by level/dialog id); Piper is the slow step (~1 line/s on 2 cores)")
     p.add_argument("--workers", type=int, default=2, help="processes (the build box may be shared: keep it small)")
     args = p.parse_args()
     out = Path(args.out).expanduser()
@@ -218,6 +223,11 @@ def main() -> None:
         sys.exit(f"{FILLETS_ROOT} is missing: run `sudo bash scripts/corpus_setup.sh` first")
 
     rows, targets = collect(args.max_per_lang)
+    if args.max_lines is not None and len(targets) > args.max_lines:
+        keep = set(sorted(targets)[: args.max_lines])
+        rows = [r for r in rows if Path(r["tgt_path"]).stem in keep]
+        targets = {k: v for k, v in targets.items() if k in keep}
+        print(f"capped to the first {args.max_lines} English lines (sorted by level/dialog id): {len(rows)} source clips kept")
     print(f"collected {len(rows)} source clips over {len(targets)} English lines: {dict(Counter(r['src_lang'] for r in rows))}")
 
     run_piper(targets, out / "audio" / "en", args.workers)
@@ -226,6 +236,10 @@ def main() -> None:
         src_secs = list(tqdm(ex.map(_convert, jobs, chunksize=8), total=len(jobs), desc="sources", unit="clip"))
     tgt_secs = {n: sf.info(out / "audio" / "en" / f"{n}.flac").duration for n in tqdm(targets, desc="target info")}
 
+    dropped = [r["utt_id"] for r, s in zip(rows, src_secs, strict=True) if s < MIN_SECONDS]
+    if dropped:
+        print(f"dropped {len(dropped)} source clips shorter than {MIN_SECONDS}s (undecodable or empty): {dropped}")
+    rows, src_secs = zip(*[(r, s) for r, s in zip(rows, src_secs, strict=True) if s >= MIN_SECONDS], strict=True)
     for r, s in zip(rows, src_secs, strict=True):
         del r["_job"]
         r["src_seconds"] = round(s, 3)
@@ -235,7 +249,7 @@ def main() -> None:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
-    stats: dict = {"sample_rate": SAMPLE_RATE, "clips": len(rows), "english_lines": len(targets), "by_split": {}}
+    stats: dict = {"sample_rate": SAMPLE_RATE, "clips": len(rows), "dropped_short": dropped, "english_lines": len(targets), "by_split": {}}
     for split in ("train", "validation", "test"):
         sel = [r for r in rows if r["split"] == split]
         stats["by_split"][split] = {
@@ -250,6 +264,7 @@ def main() -> None:
         "soxr": pip_version("soxr"),
     }
     stats["max_per_lang"] = args.max_per_lang
+    stats["max_lines"] = args.max_lines
     (out / "corpus_info.json").write_text(json.dumps(stats, indent=1))
     print(json.dumps(stats, indent=1))
     print(f"corpus written to {out}")
