@@ -226,35 +226,43 @@ def triton_causal_conv1d(
 
 
 @triton.jit
-def conv_update_channels(x_row, state, w, b, ch, m, i_b, C, W: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr):
+def conv_update_channels(
+    x_row, state, w, b, ch, m, i_b, C, W: tl.constexpr, WP: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr
+):
     """One streaming step for channels ``ch`` of stream ``i_b``: returns act(conv) in fp32, rolls the state.
 
-    Every value this rolls is read first, so it is safe as long as no other program touches ``ch``.
-    Shared by the update kernel below and the fused Mamba2 step.
+    Threads of a program may hold replicated copies of a channel (when the block has fewer elements than
+    threads), so the whole window is loaded, then a barrier, then the rolled window is stored: no thread
+    can overwrite a value another thread of the program has yet to read. No other program may touch
+    ``ch``. ``WP`` = next power of two ≥ W − 1. Shared by the update kernel below and the fused Mamba2 step.
     """
+    o_j = tl.arange(0, WP)
+    m_j = (o_j < W - 1)[None, :] & m[:, None]
+    p_s = state + (i_b * C + ch[:, None]) * (W - 1) + o_j[None, :]
     xv = tl.load(x_row + ch, mask=m, other=0.0)
-    p_s = state + (i_b * C + ch) * (W - 1)
-    acc = xv.to(tl.float32) * tl.load(w + ch * W + (W - 1), mask=m, other=0.0).to(tl.float32)
+    win = tl.load(p_s, mask=m_j, other=0.0)
+    nxt = tl.load(p_s + 1, mask=m_j & (o_j < W - 2)[None, :], other=0.0)
+    nxt = tl.where((o_j == W - 2)[None, :], xv[:, None].to(nxt.dtype), nxt)
+    wt = tl.load(w + ch[:, None] * W + o_j[None, :], mask=m_j, other=0.0).to(tl.float32)
+    acc = tl.sum(win.to(tl.float32) * wt, axis=1)
+    acc += xv.to(tl.float32) * tl.load(w + ch * W + (W - 1), mask=m, other=0.0).to(tl.float32)
     if HAS_BIAS:
         acc += tl.load(b + ch, mask=m, other=0.0).to(tl.float32)
-    prev = tl.load(p_s, mask=m, other=0.0)
-    acc += prev.to(tl.float32) * tl.load(w + ch * W, mask=m, other=0.0).to(tl.float32)
-    for j in tl.static_range(1, W - 1):
-        cur = tl.load(p_s + j, mask=m, other=0.0)
-        acc += cur.to(tl.float32) * tl.load(w + ch * W + j, mask=m, other=0.0).to(tl.float32)
-        tl.store(p_s + (j - 1), cur, mask=m)
-    tl.store(p_s + (W - 2), xv.to(state.dtype.element_ty), mask=m)
+    tl.debug_barrier()
+    tl.store(p_s, nxt, mask=m_j)
     if SILU:
         acc = acc * tl.sigmoid(acc)
     return acc
 
 
 @triton.jit
-def _conv_update_kernel(x, state, w, b, y, C, W: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr):
+def _conv_update_kernel(
+    x, state, w, b, y, C, W: tl.constexpr, WP: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr
+):
     i_c, i_b = tl.program_id(0), tl.program_id(1)
     o_c = i_c * BC + tl.arange(0, BC)
     m_c = o_c < C
-    acc = conv_update_channels(x + i_b * C, state, w, b, o_c, m_c, i_b, C, W, HAS_BIAS, SILU)
+    acc = conv_update_channels(x + i_b * C, state, w, b, o_c, m_c, i_b, C, W, WP, HAS_BIAS, SILU)
     tl.store(y + i_b * C + o_c, acc.to(y.dtype.element_ty), mask=m_c)
 
 
@@ -274,6 +282,7 @@ def triton_causal_conv1d_update(
     y = torch.empty_like(x)
     BC = max(16, min(triton.next_power_of_2(C), 1024 if triton_interpreted() else 256))
     _conv_update_kernel[(triton.cdiv(C, BC), B)](
-        x, state, weight.contiguous(), bias, y, C, W=W, BC=BC, HAS_BIAS=bias is not None, SILU=activation == "silu"
+        x, state, weight.contiguous(), bias, y, C, W=W, WP=triton.next_power_of_2(W - 1), BC=BC,
+        HAS_BIAS=bias is not None, SILU=activation == "silu",
     )
     return y

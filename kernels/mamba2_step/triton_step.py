@@ -24,11 +24,13 @@ __all__ = ["triton_mamba2_step"]
 
 
 @triton.jit
-def _conv_channels(xbc_row, cs, cw, cb, ch, m, i_b, CONV_DIM, W: tl.constexpr, HAS_CONV: tl.constexpr, HAS_CB: tl.constexpr):
+def _conv_channels(
+    xbc_row, cs, cw, cb, ch, m, i_b, CONV_DIM, W: tl.constexpr, WP: tl.constexpr, HAS_CONV: tl.constexpr, HAS_CB: tl.constexpr
+):
     """Conv-updated, SiLU'd values of channels ``ch`` rounded to the activation dtype (the reference stores
     them), or the raw inputs when the mixer has no conv; fp32."""
     if HAS_CONV:
-        acc = conv_update_channels(xbc_row, cs, cw, cb, ch, m, i_b, CONV_DIM, W, HAS_CB, True)
+        acc = conv_update_channels(xbc_row, cs, cw, cb, ch, m, i_b, CONV_DIM, W, WP, HAS_CB, True)
         return acc.to(xbc_row.dtype.element_ty).to(tl.float32)
     return tl.load(xbc_row + ch, mask=m, other=0.0).to(tl.float32)
 
@@ -36,7 +38,7 @@ def _conv_channels(xbc_row, cs, cw, cb, ch, m, i_b, CONV_DIM, W: tl.constexpr, H
 @triton.jit
 def _mamba2_step_kernel(
     zxbcdt, ssm, cs, cw, cb, dt_bias, A_log, Dp, nw, y, scale, eps, row_stride,
-    H: tl.constexpr, HKV: tl.constexpr, P: tl.constexpr, N: tl.constexpr, W: tl.constexpr,
+    H: tl.constexpr, HKV: tl.constexpr, P: tl.constexpr, N: tl.constexpr, W: tl.constexpr, WP: tl.constexpr,
     BP: tl.constexpr, BN: tl.constexpr,
     HAS_CONV: tl.constexpr, HAS_CB: tl.constexpr, HAS_D: tl.constexpr, HAS_NORM: tl.constexpr, GATE: tl.constexpr,
 ):
@@ -47,11 +49,11 @@ def _mamba2_step_kernel(
     xbc_row = row + H * P
     o_p, o_n = tl.arange(0, BP), tl.arange(0, BN)
     m_p, m_n = o_p < P, o_n < N
-    x = _conv_channels(xbc_row, cs, cw, cb, i_g * P + o_p, m_p, i_b, CONV_DIM, W, HAS_CONV, HAS_CB)
-    k = _conv_channels(xbc_row, cs, cw, cb, HKV * P + i_g * N + o_n, m_n, i_b, CONV_DIM, W, HAS_CONV, HAS_CB)
+    x = _conv_channels(xbc_row, cs, cw, cb, i_g * P + o_p, m_p, i_b, CONV_DIM, W, WP, HAS_CONV, HAS_CB)
+    k = _conv_channels(xbc_row, cs, cw, cb, HKV * P + i_g * N + o_n, m_n, i_b, CONV_DIM, W, WP, HAS_CONV, HAS_CB)
     for r in range(REP):
         i_h = i_g * REP + r
-        q = _conv_channels(xbc_row, cs, cw, cb, HKV * P + HKV * N + i_h * N + o_n, m_n, i_b, CONV_DIM, W, HAS_CONV, HAS_CB)
+        q = _conv_channels(xbc_row, cs, cw, cb, HKV * P + HKV * N + i_h * N + o_n, m_n, i_b, CONV_DIM, W, WP, HAS_CONV, HAS_CB)
         dt = tl.load(row + H * P + CONV_DIM + i_h).to(tl.float32) + tl.load(dt_bias + i_h).to(tl.float32)
         # softplus with torch's threshold (x > 20 → x); log1p(u) by Kahan's trick, exact for small u
         u = tl.exp(tl.minimum(dt, 20.0))
@@ -64,6 +66,8 @@ def _mamba2_step_kernel(
         m_s = m_n[:, None] & m_p[None, :]
         s = tl.load(p_s, mask=m_s, other=0.0)
         s = s * tl.exp(g) + k[:, None] * v[None, :]
+        # replicated threads must all have read the old state before any writes the new one
+        tl.debug_barrier()
         tl.store(p_s, s, mask=m_s)
         out = tl.sum(s * (q * scale)[:, None], axis=0).to(zxbcdt.dtype.element_ty).to(tl.float32)
         if HAS_D:
@@ -116,7 +120,7 @@ def triton_mamba2_step(
     _mamba2_step_kernel[(B, Hkv)](
         zxbcdt, ssm_state, conv_state, conv_weight, conv_bias, dt_bias, A_log, D, norm_weight, y,
         float(scale), float(norm_eps), zxbcdt.stride(0),
-        H=H, HKV=Hkv, P=P, N=N, W=W, BP=BP, BN=BN,
+        H=H, HKV=Hkv, P=P, N=N, W=W, WP=triton.next_power_of_2(W - 1), BP=BP, BN=BN,
         HAS_CONV=conv_state is not None, HAS_CB=conv_bias is not None, HAS_D=D is not None,
         HAS_NORM=norm_weight is not None, GATE=gate, num_warps=8 if BP * BN >= 8192 else 4,
     )

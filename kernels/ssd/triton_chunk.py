@@ -3,7 +3,7 @@
 Same contract as :func:`kernels.ssd.naive.naive_chunk_ssd`. Two launches:
 
 1. ``_ssd_chunk_states``: one program per (K block, V block, batch·head) walks the chunks in order and
-   stores the state *entering* each chunk, ``h[n] [K, V]`` (fp32), then the final state.
+   stores the state *entering* each chunk, ``h[n] [K, V]`` (inputs' dtype), then the final state (fp32).
    ``S ← exp(G_last) S + (k ⊙ exp(G_last − G))ᵀ v`` per chunk, ``G`` the in-chunk cumulative log-decay.
 2. ``_ssd_chunk_output``: one program per (V block, chunk, batch·head), all independent:
    ``o = scale · [exp(G) ⊙ (q h[n]) + (q kᵀ ⊙ exp(G_i − G_j) ⊙ [j ≤ i]) v]``.
@@ -32,13 +32,13 @@ __all__ = ["triton_chunk_ssd", "CHUNK"]
 CHUNK = 64
 
 
-def _configs(keys: list[str]):
+def _configs(bvs: tuple[int, ...]):
     if triton_interpreted():
-        return [triton.Config({}, num_warps=4, num_stages=1)]
-    return [triton.Config({}, num_warps=w, num_stages=s) for w in (4, 8) for s in (2, 3)]
+        return [triton.Config({"BV": 32}, num_warps=4, num_stages=1)]
+    return [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for bv in bvs for w in (4, 8) for s in (2, 3)]
 
 
-@triton.autotune(configs=_configs([]), key=["K", "V", "BK", "BV", "IS_FP32"])
+@triton.autotune(configs=_configs((32, 64)), key=["K", "V", "BK", "IS_FP32"])
 @triton.jit
 def _ssd_chunk_states(
     k, v, g, h, h0, hT, T, NT,
@@ -55,7 +55,7 @@ def _ssd_chunk_states(
         b_h += tl.load(h0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0).to(tl.float32)
     o_t = tl.arange(0, BT)
     for i_n in range(NT):
-        tl.store(h + ((i_bh * NT + i_n) * K + o_k[:, None]) * V + o_v[None, :], b_h, mask=m_kv)
+        tl.store(h + ((i_bh * NT + i_n) * K + o_k[:, None]) * V + o_v[None, :], b_h.to(h.dtype.element_ty), mask=m_kv)
         t = i_n * BT + o_t
         m_t = t < T
         # k as [BK, BT] (transposed), v as [BT, BV]; padded steps load k = v = g = 0.
@@ -75,7 +75,7 @@ def _ssd_chunk_states(
         tl.store(hT + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_h, mask=m_kv)
 
 
-@triton.autotune(configs=_configs([]), key=["K", "V", "BK", "BV", "IS_FP32"])
+@triton.autotune(configs=_configs((64, 128)), key=["K", "V", "BK", "IS_FP32"])
 @triton.jit
 def _ssd_chunk_output(
     q, k, v, g, h, o, scale, T, NT,
@@ -117,10 +117,8 @@ def _ssd_chunk_output(
     tl.store(p_o, b_o.to(o.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
 
 
-def _blocks(K: int, V: int) -> tuple[int, int]:
-    BK = min(64, max(16, triton.next_power_of_2(K)))
-    BV = min(64, max(16, triton.next_power_of_2(V)))
-    return BK, BV
+def _block_k(K: int) -> int:
+    return min(64, max(16, triton.next_power_of_2(K)))
 
 
 def chunk_ssd_fwd(
@@ -136,18 +134,20 @@ def chunk_ssd_fwd(
     V = v.shape[-1]
     BT = CHUNK
     NT = triton.cdiv(T, BT)
-    BK, BV = _blocks(K, V)
+    BK = _block_k(K)
     is_fp32 = q.dtype == torch.float32
-    h = torch.empty(B, H, NT, K, V, device=q.device, dtype=torch.float32)
+    # Chunk-entry states in the inputs' dtype: for bf16 this halves the largest traffic term (h is
+    # written once and read once; B·H·NT·K·V elements), as the peers do; fp32 inputs keep fp32 states.
+    h = torch.empty(B, H, NT, K, V, device=q.device, dtype=q.dtype)
     h0 = initial_state.float().contiguous() if initial_state is not None else None
     hT = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if output_final_state else None
-    _ssd_chunk_states[(triton.cdiv(K, BK), triton.cdiv(V, BV), B * H)](
-        k, v, g, h, h0, hT, T, NT, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV,
+    _ssd_chunk_states[lambda meta: (triton.cdiv(K, BK), triton.cdiv(V, meta["BV"]), B * H)](
+        k, v, g, h, h0, hT, T, NT, H=H, K=K, V=V, BT=BT, BK=BK,
         HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=is_fp32,
     )
     o = torch.empty(B, T, H, V, device=q.device, dtype=out_dtype)
-    _ssd_chunk_output[(triton.cdiv(V, BV), NT, B * H)](
-        q, k, v, g, h, o, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, IS_FP32=is_fp32,
+    _ssd_chunk_output[lambda meta: (triton.cdiv(V, meta["BV"]), NT, B * H)](
+        q, k, v, g, h, o, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BK=BK, IS_FP32=is_fp32,
     )
     return o, hT
 

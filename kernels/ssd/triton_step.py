@@ -31,6 +31,8 @@ def _ssd_step_kernel(q, k, v, g, s, o, scale, H, K: tl.constexpr, V: tl.constexp
     b_v = tl.load(v + i_bh * V + o_v, mask=m_v, other=0.0).to(tl.float32)
     b_g = tl.load(g + i_bh).to(tl.float32)
     b_s = b_s * tl.exp(b_g) + b_k[:, None] * b_v[None, :]
+    # replicated threads (small tiles) must all have read the old state before any writes the new one
+    tl.debug_barrier()
     tl.store(p_s, b_s, mask=m)
     b_o = tl.sum(b_s * (b_q * scale)[:, None], axis=0)
     tl.store(o + i_bh * V + o_v, b_o.to(o.dtype.element_ty), mask=m_v)
