@@ -26,7 +26,9 @@ def student_for(teacher, pattern, attn_layers=None, mixers=None):
 
 
 @pytest.mark.parametrize("teacher_name", ["mha", "gqa", "qwen2_bias"])
-@pytest.mark.parametrize("pattern, attn_layers", [("gla", None), ("rwkv7", None), ("attn", None), ("mamba2", None), ("rwkv7", [1])])
+@pytest.mark.parametrize(
+    "pattern, attn_layers", [("gla", None), ("rwkv7", None), ("attn", None), ("mamba2", None), ("rwkv7", [1])]
+)
 def test_init_copies_exactly_what_it_claims(teachers, teacher_name, pattern, attn_layers):
     teacher = teachers[teacher_name]
     student, report = student_for(teacher, pattern, attn_layers)
