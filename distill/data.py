@@ -18,7 +18,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 SPLITS = ("train", "validation", "test")
 LAYOUT = "layout.json"
@@ -99,6 +99,7 @@ class TokenDataModule(L.LightningDataModule):
         min_length: drop windows shorter than this.
         eval_batch_size: batch size for validation/test (default: ``batch_size``).
         num_workers: DataLoader workers.
+        shuffle: shuffle training windows (off for exact run-to-run comparisons, e.g. DDP vs 1 process).
         seed: shuffling seed.
     """
 
@@ -113,6 +114,7 @@ class TokenDataModule(L.LightningDataModule):
         min_length: int = 8,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
+        shuffle: bool = True,
         seed: int = 0,
     ):
         super().__init__()
@@ -123,7 +125,7 @@ class TokenDataModule(L.LightningDataModule):
         self.stride = stride or window
         self.column, self.pad_id, self.min_length = column, pad_id, min_length
         self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers, self.seed = num_workers, seed
+        self.num_workers, self.shuffle, self.seed = num_workers, shuffle, seed
         self.datasets: dict[str, WindowDataset] = {}
         self.layout: dict = {}
 
@@ -155,13 +157,17 @@ class TokenDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
         if split not in self.datasets:
             raise ValueError(f"token dataset {self.path} has no {split!r} split")
+        dataset = self.datasets[split]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Our own sampler (the trainer configs set use_distributed_sampler: false): rank r takes
+            # windows r, r + world, ... so an unshuffled global batch equals the one-process batch.
+            sampler = DistributedSampler(dataset, shuffle=shuffle, seed=self.seed, drop_last=False)
+            return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers)
         g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            self.datasets[split], batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=self.num_workers, drop_last=False
-        )
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.batch_size)
+        return self._loader("train", self.shuffle, self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", False, self.eval_batch_size)
@@ -202,4 +208,10 @@ def build_teacher_samples(
         return path
     rows = sample_from_teacher(teacher, num_train + num_validation, length, seed, temperature)
     layout = {"kind": "flat", "source": f"samples of teacher {teacher.source}", "temperature": temperature, "seed": seed}
-    return write_token_dataset(path, {"train": rows[:num_train], "validation": rows[num_train:]}, layout)
+    try:
+        return write_token_dataset(path, {"train": rows[:num_train], "validation": rows[num_train:]}, layout)
+    except OSError:
+        # Another rank (same seed, same samples) published it first.
+        if (path / "dataset_dict.json").is_file():
+            return path
+        raise

@@ -104,10 +104,6 @@ def run(cfg: DictConfig) -> float:
     init_info = initialise(cfg, student, teacher, out_dir)
 
     dm = make_datamodule(cfg, teacher, out_dir)
-    device = torch.device("cuda" if cfg.trainer.get("accelerator") in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
-    at_init = evaluate(cfg, teacher, student, dm, device)
-    log.info("held-out at init: KL %.4f, top-1 %.3f", at_init["kl"], at_init["top1"])
-
     loss = hydra.utils.instantiate(cfg.loss)
     optimizer = hydra.utils.instantiate(cfg.optimizer)
     scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
@@ -115,6 +111,10 @@ def run(cfg: DictConfig) -> float:
     loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
     callbacks = [hydra.utils.instantiate(c) for c in cfg.callbacks.values()] if cfg.get("callbacks") else []
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    # Under DDP every rank evaluates on its own device (the strategy knows it before launch).
+    device = trainer.strategy.root_device
+    at_init = evaluate(cfg, teacher, student, dm, device)
+    log.info("held-out at init: KL %.4f, top-1 %.3f", at_init["kl"], at_init["top1"])
     t0 = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
     fit_seconds = time.time() - t0
