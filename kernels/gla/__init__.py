@@ -2,17 +2,29 @@
 
 ``chunk_gla`` runs whole sequences (training, prefill); ``gla_step`` one decode step in place.
 Layouts: ``[B, T, H, D]`` activations, ``[B, T, H, K]`` log-decay, ``[B, H, K, V]`` fp32 state.
-``impl="triton"`` loads ``kernels.gla.triton_chunk`` / ``kernels.gla.triton_step`` lazily.
+``impl="triton"`` loads ``kernels.gla.triton_chunk`` / ``kernels.gla.triton_step`` lazily; ``"auto"`` on CUDA
+uses them once they exist and the reference until then.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 from torch import Tensor
 
 from kernels._dispatch import resolve_impl
 from kernels.gla.naive import naive_chunk_gla, naive_gla_step, naive_recurrent_gla
 
-__all__ = ["chunk_gla", "gla_step", "naive_chunk_gla", "naive_recurrent_gla", "naive_gla_step"]
+__all__ = ["chunk_gla", "gla_step", "naive_chunk_gla", "naive_recurrent_gla", "naive_gla_step", "resolve_available_impl"]
+
+
+def resolve_available_impl(impl: str, tensor: Tensor, op: str, module: str) -> str:
+    """:func:`kernels._dispatch.resolve_impl`, except that ``"auto"`` keeps the reference while the
+    Triton ``module`` (e.g. ``"kernels.gla.triton_chunk"``) does not exist yet; ``"triton"`` still insists."""
+    resolved = resolve_impl(impl, tensor, op)
+    if resolved == "triton" and impl == "auto" and importlib.util.find_spec(module) is None:
+        return "naive"
+    return resolved
 
 
 def chunk_gla(
@@ -27,7 +39,7 @@ def chunk_gla(
     impl: str = "auto",
 ) -> tuple[Tensor, Tensor | None]:
     """Whole-sequence GLA. See :func:`kernels.gla.naive.naive_chunk_gla` for shapes."""
-    if resolve_impl(impl, q, "chunk_gla") == "triton":
+    if resolve_available_impl(impl, q, "chunk_gla", "kernels.gla.triton_chunk") == "triton":
         from kernels.gla.triton_chunk import triton_chunk_gla
 
         return triton_chunk_gla(q, k, v, g, scale, initial_state, output_final_state)
@@ -36,7 +48,7 @@ def chunk_gla(
 
 def gla_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, scale: float = 1.0, impl: str = "auto") -> Tensor:
     """One decode step, ``state`` updated in place. See :func:`kernels.gla.naive.naive_gla_step`."""
-    if resolve_impl(impl, q, "gla_step") == "triton":
+    if resolve_available_impl(impl, q, "gla_step", "kernels.gla.triton_step") == "triton":
         from kernels.gla.triton_step import triton_gla_step
 
         return triton_gla_step(q, k, v, g, state, scale)
