@@ -176,29 +176,6 @@ class TokenDataModule(L.LightningDataModule):
         return self._loader("test", False, self.eval_batch_size)
 
 
-@torch.no_grad()
-def sample_from_teacher(
-    teacher, num_sequences: int, length: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 256
-) -> list[list[int]]:
-    """Sample token sequences from a (flat-stream) teacher: in-distribution data for smoke runs.
-
-    The first token is uniform; each next token is drawn from the teacher's softened distribution.
-    """
-    g = torch.Generator().manual_seed(seed)
-    vocab = teacher.geometry.vocab_size
-    device = next(teacher.parameters()).device
-    out: list[list[int]] = []
-    for start in range(0, num_sequences, batch_size):
-        b = min(batch_size, num_sequences - start)
-        ids = torch.randint(0, vocab, (b, 1), generator=g).to(device)
-        for _ in range(length - 1):
-            logits = teacher(ids).logits[:, -1].float().cpu() / temperature
-            nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=g)
-            ids = torch.cat([ids, nxt.to(device)], dim=1)
-        out.extend(ids.cpu().tolist())
-    return out
-
-
 def build_teacher_samples(
     teacher, path: str | Path, num_train: int, num_validation: int, length: int, seed: int = 0, temperature: float = 1.0
 ) -> Path:
@@ -206,8 +183,8 @@ def build_teacher_samples(
     path = Path(path)
     if (path / "dataset_dict.json").is_file():
         return path
-    rows = sample_from_teacher(teacher, num_train + num_validation, length, seed, temperature)
-    layout = {"kind": "flat", "source": f"samples of teacher {teacher.source}", "temperature": temperature, "seed": seed}
+    rows = teacher.sample_sequences(num_train + num_validation, length, seed=seed, temperature=temperature)
+    layout = {**teacher.token_layout, "source": f"samples of teacher {teacher.source}", "temperature": temperature, "seed": seed}
     try:
         return write_token_dataset(path, {"train": rows[:num_train], "validation": rows[num_train:]}, layout)
     except OSError:

@@ -49,7 +49,12 @@ def hidden_mse(student_hidden: tuple[Tensor, ...], teacher_hidden: tuple[Tensor,
 
 
 def next_token_ce(logits: Tensor, input_ids: Tensor, mask: Tensor) -> Tensor:
-    """Token-mean cross-entropy of predicting ``input_ids[t+1]`` from position t, on valid pairs."""
+    """Token-mean cross-entropy of predicting ``input_ids[t+1]`` from position t, on valid pairs.
+
+    Multistream ids ``[B, S, T]``: the text stream (row 0) is the target of the text logits.
+    """
+    if input_ids.dim() == 3:
+        input_ids = input_ids[:, 0]
     valid = mask[:, :-1] & mask[:, 1:]
     ce = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), input_ids[:, 1:].flatten(), reduction="none")
     return (ce * valid.flatten()).sum() / valid.sum().clamp_min(1)
@@ -63,26 +68,41 @@ class DistillLoss(nn.Module):
         temperature: KD temperature.
         hidden_weight: weight of :func:`hidden_mse` on block outputs (0 disables; needs hidden states).
         ce_weight: weight of :func:`next_token_ce` on the data (0 disables).
+        audio_weight: weight of KL on a multistream teacher's audio logits (0 disables): the teacher's
+            frozen depth decoder, teacher-forced, reads the student's temporal states, and the result is
+            matched to the teacher's own audio logits (``teacher.audio_logits=true``).
     """
 
     def __init__(
-        self, kl_weight: float = 1.0, temperature: float = 1.0, hidden_weight: float = 0.0, ce_weight: float = 0.0, chunk_tokens: int = 4096
+        self,
+        kl_weight: float = 1.0,
+        temperature: float = 1.0,
+        hidden_weight: float = 0.0,
+        ce_weight: float = 0.0,
+        audio_weight: float = 0.0,
+        chunk_tokens: int = 4096,
     ):
         super().__init__()
-        if min(kl_weight, hidden_weight, ce_weight) < 0 or kl_weight + hidden_weight + ce_weight <= 0:
-            raise ValueError("loss weights must be ≥ 0 with at least one > 0 (loss.kl_weight, loss.hidden_weight, loss.ce_weight)")
+        weights = (kl_weight, hidden_weight, ce_weight, audio_weight)
+        if min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(
+                "loss weights must be ≥ 0 with at least one > 0 (loss.kl_weight, loss.hidden_weight, loss.ce_weight, loss.audio_weight)"
+            )
         if temperature <= 0:
             raise ValueError(f"loss.temperature must be > 0, got {temperature}")
         self.kl_weight, self.temperature = kl_weight, temperature
-        self.hidden_weight, self.ce_weight = hidden_weight, ce_weight
+        self.hidden_weight, self.ce_weight, self.audio_weight = hidden_weight, ce_weight, audio_weight
         self.chunk_tokens = chunk_tokens
 
     @property
     def needs_hidden(self) -> bool:
         return self.hidden_weight > 0
 
-    def forward(self, student_out, teacher_out, input_ids: Tensor, mask: Tensor) -> dict[str, Tensor]:
-        """Returns ``{"loss": total, "kd_kl": ..., "hidden_mse": ..., "ce": ...}`` (present terms only)."""
+    def forward(self, student_out, teacher_out, input_ids: Tensor, mask: Tensor, student_audio: Tensor | None = None) -> dict[str, Tensor]:
+        """Returns ``{"loss": total, "kd_kl": ..., "hidden_mse": ..., "ce": ..., "audio_kl": ...}`` (present terms only).
+
+        ``student_audio``: ``[B, T-1, K, V]`` audio logits computed from the student's states (audio_weight > 0).
+        """
         terms: dict[str, Tensor] = {}
         total = student_out.logits.new_zeros((), dtype=torch.float32)
         if self.kl_weight > 0:
@@ -94,5 +114,11 @@ class DistillLoss(nn.Module):
         if self.ce_weight > 0:
             terms["ce"] = next_token_ce(student_out.logits, input_ids, mask)
             total = total + self.ce_weight * terms["ce"]
+        if self.audio_weight > 0:
+            if student_audio is None or getattr(teacher_out, "audio_logits", None) is None:
+                raise ValueError("loss.audio_weight > 0 needs a multistream teacher built with audio_logits=true")
+            pair_mask = mask[:, :-1] & mask[:, 1:]
+            terms["audio_kl"] = kd_kl(student_audio, teacher_out.audio_logits, pair_mask, self.temperature, self.chunk_tokens)
+            total = total + self.audio_weight * terms["audio_kl"]
         terms["loss"] = total
         return terms

@@ -37,19 +37,23 @@ class DistillModule(L.LightningModule):
         with torch.no_grad():
             t_out = self.teacher(ids, output_hidden_states=need_hidden)
         s_out = self.student(ids, output_hidden_states=need_hidden)
-        return t_out, s_out, ids, mask
+        s_audio = None
+        if self.loss.audio_weight > 0:
+            # The teacher's frozen depth decoder reads the student's temporal states; gradients reach the student.
+            s_audio = self.teacher.depth_logits(s_out.last_hidden_state[:, :-1], ids[:, :, 1:])
+        return t_out, s_out, s_audio, ids, mask
 
     def training_step(self, batch, batch_idx):
-        t_out, s_out, ids, mask = self._forward(batch)
-        terms = self.loss(s_out, t_out, ids, mask)
+        t_out, s_out, s_audio, ids, mask = self._forward(batch)
+        terms = self.loss(s_out, t_out, ids, mask, s_audio)
         n = ids.shape[0]
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=True, batch_size=n)
         self.log("train/tokens", mask.sum().float(), reduce_fx="sum", batch_size=n)
         return terms["loss"]
 
     def validation_step(self, batch, batch_idx):
-        t_out, s_out, ids, mask = self._forward(batch)
-        terms = self.loss(s_out, t_out, ids, mask)
+        t_out, s_out, s_audio, ids, mask = self._forward(batch)
+        terms = self.loss(s_out, t_out, ids, mask, s_audio)
         n_tok = mask.sum()
         agree = (t_out.logits.argmax(-1) == s_out.logits.argmax(-1)).reshape(*mask.shape, -1).float().mean(-1)  # [B, T]
         top1 = (agree * mask).sum() / n_tok

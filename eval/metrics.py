@@ -10,7 +10,12 @@ from torch import Tensor
 
 
 def _next_token_nll(logits: Tensor, input_ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Sum of next-token NLL over positions whose target is valid, and their count."""
+    """Sum of next-token NLL over positions whose target is valid, and their count.
+
+    Multistream ids ``[B, S, T]``: the text stream (row 0) is the target, as the logits are text logits.
+    """
+    if input_ids.dim() == 3:
+        input_ids = input_ids[:, 0]
     logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
     target = input_ids[:, 1:]
     valid = mask[:, :-1] & mask[:, 1:]

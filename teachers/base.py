@@ -158,6 +158,28 @@ class TeacherAdapter(nn.Module):
             for h in handles:
                 h.remove()
 
+    @torch.no_grad()
+    def sample_sequences(self, num_sequences: int, length: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 256) -> list:
+        """Token rows drawn from the teacher (in-distribution data for smoke runs on random teachers).
+
+        Flat teachers: the first token is uniform, each next one drawn from the softened next-token
+        distribution. Returns ``num_sequences`` rows of ``length`` ids (multistream teachers override
+        this and return ``[S][length]`` rows).
+        """
+        g = torch.Generator().manual_seed(seed)
+        vocab = self.geometry.vocab_size
+        device = next(self.parameters()).device
+        out: list = []
+        for start in range(0, num_sequences, batch_size):
+            b = min(batch_size, num_sequences - start)
+            ids = torch.randint(0, vocab, (b, 1), generator=g).to(device)
+            for _ in range(length - 1):
+                logits = self(ids).logits[:, -1].float().cpu() / temperature
+                nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=g)
+                ids = torch.cat([ids, nxt.to(device)], dim=1)
+            out.extend(ids.cpu().tolist())
+        return out
+
     def describe(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

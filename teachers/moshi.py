@@ -148,7 +148,7 @@ class MoshiTeacher(TeacherAdapter):
         return out.logits.reshape(B, T, K, -1)
 
     @torch.no_grad()
-    def sample_frames(
+    def sample_sequences(
         self, num_sequences: int, length: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 32
     ) -> list:
         """Multistream sequences drawn from the teacher, for smoke runs on random teachers.

@@ -58,3 +58,28 @@ def test_distill_loss_rejects_bad_weights():
         DistillLoss(kl_weight=0.0)
     with pytest.raises(ValueError, match="temperature"):
         DistillLoss(temperature=0.0)
+
+
+def test_audio_term_needs_teacher_audio_logits_and_is_token_mean():
+    loss = DistillLoss(kl_weight=1.0, audio_weight=0.5)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+
+    class Out:
+        def __init__(self, logits, audio=None):
+            self.logits, self.audio_logits, self.hidden_states = logits, audio, None
+
+    t_text, s_text = torch.randn(2, 5, 7), torch.randn(2, 5, 7)
+    t_audio, s_audio = torch.randn(2, 4, 3, 9), torch.randn(2, 4, 3, 9)
+    with pytest.raises(ValueError, match="audio_logits=true"):
+        loss(Out(s_text), Out(t_text), torch.zeros(2, 4, 5, dtype=torch.long), mask)
+    terms = loss(Out(s_text), Out(t_text, t_audio), torch.zeros(2, 4, 5, dtype=torch.long), mask, s_audio)
+    expected_audio = kd_kl(s_audio, t_audio, torch.ones(2, 4, dtype=torch.bool))
+    torch.testing.assert_close(terms["audio_kl"], expected_audio)
+    torch.testing.assert_close(terms["loss"], terms["kd_kl"] + 0.5 * expected_audio)
+
+
+def test_multistream_ce_targets_the_text_stream():
+    logits = torch.randn(2, 6, 10)
+    ids = torch.randint(0, 10, (2, 3, 6))
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    torch.testing.assert_close(next_token_ce(logits, ids, mask), next_token_ce(logits, ids[:, 0], mask))

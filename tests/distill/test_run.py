@@ -85,3 +85,32 @@ def test_unknown_mixer_kind_lists_known_kinds(tmp_path):
     cfg = _cfg(tmp_path, FAST + ["student.pattern=transformerxl"])
     with pytest.raises(ValueError, match="known kinds"):
         run(cfg)
+
+
+@pytest.mark.slow
+def test_moshi_multistream_run_with_audio_kd_exports_a_streaming_student(tmp_path):
+    cfg = _cfg(
+        tmp_path,
+        [
+            "+experiment=moshi_mamba2",
+            "loss=kd_audio",
+            "teacher.audio_logits=true",
+            "trainer.max_steps=10",
+            "trainer.val_check_interval=10",
+            "trainer.limit_val_batches=1",
+            "trainer.enable_progress_bar=false",
+            "data.teacher_samples.num_train=8",
+            "data.teacher_samples.num_validation=4",
+            "data.teacher_samples.length=24",
+            "data.window=16",
+            "eval.max_batches=1",
+        ],
+    )
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    m = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert m["stream/parity_max_abs"] < 1e-4
+    logged = (out / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/audio_kl" in logged
+    meta = json.loads((out / "export" / "config.json").read_text())
+    assert len(meta["student"]["stream_vocab_sizes"]) == 9  # text + 2 x 4 codebooks

@@ -116,9 +116,9 @@ def test_multistream_student_init_exact_and_streams(teacher, tmp_path):
         student.step(ids[:, 0, 0], state)
 
 
-def test_sample_frames(teacher):
-    rows = teacher.sample_frames(num_sequences=3, length=5, seed=0, batch_size=2)
+def test_sample_sequences(teacher):
+    rows = teacher.sample_sequences(num_sequences=3, length=5, seed=0, batch_size=2)
     ids = torch.tensor(rows)
     assert ids.shape == (3, 1 + 2 * K, 5)
     assert int(ids[:, 0].max()) < 50 and int(ids[:, 1:].max()) < 64 and int(ids.min()) >= 0
-    assert rows == teacher.sample_frames(num_sequences=3, length=5, seed=0, batch_size=2)  # seeded
+    assert rows == teacher.sample_sequences(num_sequences=3, length=5, seed=0, batch_size=2)  # seeded
