@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The GPU machine's check, in one call: GPU tests, decode-latency benchmark, a bf16 distillation run.
+# Usage (repo root, on a CUDA machine; wheels for packages the image lacks in .whl/, see README):
+#   bash scripts/gpu_check.sh OUT_DIR
+set -uo pipefail
+out=${1:?usage: gpu_check.sh OUT_DIR}
+mkdir -p "$out"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 HF_HUB_OFFLINE=1 WANDB_MODE=offline
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
+python3 -m pytest -q -m gpu tests 2>&1 | tee "$out/gpu_tests.log" | tail -5
+python3 scripts/bench_decode.py --out "$out" 2>&1 | tee "$out/bench_decode.log" | tail -14
+python3 -m distill +experiment=smoke trainer=gpu trainer.max_steps=300 trainer.val_check_interval=100 \
+  hydra.run.dir="$out/gpu_smoke" 2>&1 | grep -E "distill\]|Error|error" | tee "$out/gpu_smoke.log"
