@@ -22,7 +22,7 @@ def tiny_config(pattern, num_layers=1, num_heads=4, num_kv_heads=2, head_dim=8, 
         intermediate_size=48,
         pattern=pattern,
         mixers=options,
-        impl="naive",
+        impl=kw.pop("impl", "naive"),
         **kw,
     )
 
