@@ -73,6 +73,7 @@ def plot(mels: dict[str, np.ndarray], path: Path, title: str) -> None:
         ax.imshow(m.T, origin="lower", aspect="auto", extent=(0, m.shape[0] * 0.02, 0, m.shape[1]), cmap="magma")
         ax.set_ylabel("mel bin")
         ax.set_title(name, fontsize=9)
+    axes[-1].set_xlim(0, max(m.shape[0] for m in mels.values()) * 0.02)
     axes[-1].set_xlabel("seconds")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

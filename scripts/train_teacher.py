@@ -145,7 +145,8 @@ def teacher_config(layout: FlatLayout, args) -> dict:
         model_type="llama", vocab_size=layout.vocab_size, hidden_size=args.hidden, intermediate_size=args.ffn,
         num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
         head_dim=args.hidden // args.heads, max_position_embeddings=args.max_positions, rope_theta=10000.0,
-        tie_word_embeddings=False, pad_token_id=layout.special_tokens["pad"], bos_token_id=None, eos_token_id=None,
+        tie_word_embeddings=False, attention_dropout=args.attention_dropout, pad_token_id=layout.special_tokens["pad"],
+        bos_token_id=None, eos_token_id=None,
     )
 
 
@@ -158,6 +159,7 @@ def main() -> None:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--kv-heads", type=int, default=2)
     p.add_argument("--ffn", type=int, default=768)
+    p.add_argument("--attention-dropout", type=float, default=0.0, help="the corpus is small: regularise")
     p.add_argument("--max-positions", type=int, default=2048)
     p.add_argument("--max-len", type=int, default=1024, help="training crop, tokens (a multiple of 2K)")
     p.add_argument("--batch-size", type=int, default=32)
