@@ -86,6 +86,7 @@ def bench_student(model, L: int, args, device) -> dict:
     B = args.batch
     state = model.allocate_state(B)
     ids = torch.randint(0, args.vocab, (B, L), device=device)
+    model(ids, state=model.allocate_state(B))  # warm-up: Triton compiles/autotunes for this length
     torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
@@ -127,6 +128,7 @@ def bench_transformer(L: int, args, device, dtype) -> dict:
     model = LlamaForCausalLM(cfg).to(device=device, dtype=dtype).eval()
     B = args.batch
     ids = torch.randint(0, args.vocab, (B, L), device=device)
+    model(ids, past_key_values=DynamicCache(), use_cache=True)  # warm-up (cuBLAS/SDPA setup for this length)
     cache = DynamicCache()
     torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
