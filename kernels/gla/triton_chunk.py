@@ -1,0 +1,223 @@
+"""Triton chunked GLA (vector-decay gated linear attention) for training and prefill.
+
+Same contract as :func:`kernels.gla.naive.naive_chunk_gla`. Chunks of ``BT = 64`` steps, sub-chunks of
+``BC = 16``; ``G`` is the inclusive cumulative log-decay from the chunk start (one torch pass, fp32,
+padded to whole chunks: zero log-decay on padded steps keeps ``G`` flat there). Two launches:
+
+1. ``_gla_chunk_states``: one program per (K block, V block, batch·head) walks the chunks in order and
+   stores the state *entering* each chunk, ``h[n] [K, V]`` (inputs' dtype), then the final state (fp32):
+   ``S ← diag(exp(G_last)) S + (k ⊙ exp(G_last − G))ᵀ v``.
+2. ``_gla_chunk_output``: one program per (V block, chunk, batch·head). For each sub-chunk ``i`` of rows:
+   ``o_i = scale · [(q_i ⊙ exp(G_i)) h[n] + Σ_{j<i} A_ij v_j + A_ii v_i]`` where the off-diagonal
+   ``A_ij = (q_i ⊙ exp(G_i − G_r)) (k_j ⊙ exp(G_r − G_j))ᵀ`` refers both factors to ``G_r``, the first
+   row of sub-chunk ``i`` (``G`` is non-increasing, so both exponents are ≤ 0), and the diagonal block
+   ``A_ii[a, b] = Σ_k q_ak k_bk exp(G_ak − G_bk)`` is built column by column with the pairwise
+   difference masked to ``-inf`` above the diagonal before the exp.
+
+No factor is ever ``exp`` of a positive number, so strong decays and long chunks stay finite. Matrix
+products take the inputs' dtype (bf16 → tensor cores, fp32 accumulate); fp32 inputs use IEEE fp32
+products so the fp32 path matches the reference to ~1e-6.
+
+Backward (fallback, not a Triton kernel yet): :class:`_ChunkGLAFn` recomputes the forward through the
+reference :func:`naive_chunk_gla` under autograd inside ``backward`` — correct (it is the reference's
+gradient) but with the reference's speed and memory; documented in kernels/NOTES.md.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from kernels._dispatch import triton_interpreted
+from kernels.gla.naive import check_gated, naive_chunk_gla, pad_time
+
+__all__ = ["triton_chunk_gla", "chunk_gla_fwd", "CHUNK"]
+
+CHUNK = 64
+SUB_CHUNK = 16
+
+
+def _configs(bvs: tuple[int, ...]):
+    if triton_interpreted():
+        return [triton.Config({"BV": 32}, num_warps=4, num_stages=1)]
+    return [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for bv in bvs for w in (4, 8) for s in (2, 3)]
+
+
+@triton.autotune(configs=_configs((32, 64)), key=["K", "V", "BK", "IS_FP32"])
+@triton.jit
+def _gla_chunk_states(
+    k, v, G, h, h0, hT, T, NT,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_FP32: tl.constexpr,
+):
+    i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    TP = NT * BT  # G is padded to whole chunks
+    o_k = i_k * BK + tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_kv = m_k[:, None] & (o_v[None, :] < V)
+    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_H0:
+        b_h += tl.load(h0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0).to(tl.float32)
+    o_t = tl.arange(0, BT)
+    for i_n in range(NT):
+        tl.store(h + ((i_bh * NT + i_n) * K + o_k[:, None]) * V + o_v[None, :], b_h.to(h.dtype.element_ty), mask=m_kv)
+        t = i_n * BT + o_t
+        m_t = t < T
+        # k and G as [BK, BT] (transposed), v as [BT, BV]; padded steps load k = v = 0.
+        b_k = tl.load(k + ((i_b * T + t[None, :]) * H + i_h) * K + o_k[:, None], mask=m_t[None, :] & m_k[:, None], other=0.0)
+        b_v = tl.load(v + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], mask=m_t[:, None] & (o_v[None, :] < V), other=0.0)
+        b_G = tl.load(G + ((i_b * TP + t[None, :]) * H + i_h) * K + o_k[:, None], mask=m_k[:, None], other=0.0)
+        b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        b_kd = (b_k.to(tl.float32) * tl.exp(b_Gl[:, None] - b_G)).to(b_k.dtype)
+        if IS_FP32:
+            upd = tl.dot(b_kd, b_v, input_precision="ieee")
+        else:
+            upd = tl.dot(b_kd, b_v)
+        b_h = b_h * tl.exp(b_Gl)[:, None] + upd
+    if STORE_FINAL:
+        tl.store(hT + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_h, mask=m_kv)
+
+
+@triton.jit
+def _dot(a, b, IS_FP32: tl.constexpr):
+    if IS_FP32:
+        return tl.dot(a, b, input_precision="ieee")
+    else:
+        return tl.dot(a, b)
+
+
+@triton.autotune(configs=_configs((64, 128)), key=["K", "V", "BK", "IS_FP32"])
+@triton.jit
+def _gla_chunk_output(
+    q, k, v, G, h, o, scale, T, NT,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, IS_FP32: tl.constexpr,
+):
+    i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    TP = NT * BT
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    o_c = tl.arange(0, BC)
+    b_h = tl.load(h + ((i_bh * NT + i_n) * K + o_k[:, None]) * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
+    for i_c in tl.static_range(BT // BC):
+        t0 = i_n * BT + i_c * BC
+        if t0 < T:
+            t_i = t0 + o_c
+            m_i = t_i < T
+            b_q = tl.load(q + ((i_b * T + t_i[:, None]) * H + i_h) * K + o_k[None, :], mask=m_i[:, None] & m_k[None, :], other=0.0)
+            b_q = b_q.to(tl.float32) * scale
+            b_Gi = tl.load(G + ((i_b * TP + t_i[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+            acc = _dot((b_q * tl.exp(b_Gi)).to(b_h.dtype), b_h, IS_FP32)
+            # off-diagonal sub-chunks, both factors referred to G at this sub-chunk's first row
+            b_Gr = tl.load(G + ((i_b * TP + t0) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+            b_qr = (b_q * tl.exp(b_Gi - b_Gr[None, :])).to(v.dtype.element_ty)
+            for j_c in tl.static_range(i_c):
+                t_j = i_n * BT + j_c * BC + o_c
+                b_kj = tl.load(k + ((i_b * T + t_j[None, :]) * H + i_h) * K + o_k[:, None], mask=m_k[:, None], other=0.0)
+                b_Gj = tl.load(G + ((i_b * TP + t_j[None, :]) * H + i_h) * K + o_k[:, None], mask=m_k[:, None], other=0.0)
+                b_kr = (b_kj.to(tl.float32) * tl.exp(b_Gr[:, None] - b_Gj)).to(v.dtype.element_ty)
+                b_A = _dot(b_qr, b_kr, IS_FP32)
+                b_vj = tl.load(v + ((i_b * T + t_j[:, None]) * H + i_h) * V + o_v[None, :], mask=m_v[None, :], other=0.0)
+                acc += _dot(b_A.to(b_vj.dtype), b_vj, IS_FP32)
+            # diagonal sub-chunk: pairwise decays, masked before the exp
+            b_A = tl.zeros([BC, BC], dtype=tl.float32)
+            for j in range(BC):
+                t_j = t0 + j
+                m_j = m_k & (t_j < T)
+                b_kj = tl.load(k + ((i_b * T + t_j) * H + i_h) * K + o_k, mask=m_j, other=0.0).to(tl.float32)
+                b_Gj = tl.load(G + ((i_b * TP + t_j) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+                diff = tl.where(o_c[:, None] >= j, b_Gi - b_Gj[None, :], float("-inf"))
+                s = tl.sum(b_q * b_kj[None, :] * tl.exp(diff), axis=1)
+                b_A += tl.where(o_c[None, :] == j, s[:, None], 0.0)
+            b_vi = tl.load(v + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
+            acc += _dot(b_A.to(b_vi.dtype), b_vi, IS_FP32)
+            p_o = o + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :]
+            tl.store(p_o, acc.to(o.dtype.element_ty), mask=m_i[:, None] & m_v[None, :])
+
+
+def chunk_gla_fwd(
+    q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float, initial_state: Tensor | None, output_final_state: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Forward only (no autograd). Shapes as :func:`triton_chunk_gla`."""
+    check_gated(q, k, v, g, "chunk_gla")
+    out_dtype = v.dtype
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        k, v = k.to(q.dtype), v.to(q.dtype)
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    if K > 256:
+        raise ValueError(f"chunk_gla: K={K} > 256 is not supported by the Triton kernel (one K tile per program)")
+    BT, BC = CHUNK, SUB_CHUNK
+    NT = triton.cdiv(T, BT)
+    # In-chunk inclusive cumulative log-decay, fp32, padded to NT·BT steps (flat over the padding).
+    G = pad_time(g.float(), NT * BT - T).view(B, NT, BT, H, K).cumsum(2).view(B, NT * BT, H, K).contiguous()
+    is_fp32 = q.dtype == torch.float32
+    # Chunk-entry states in the inputs' dtype (bf16 halves the largest traffic term), as for SSD.
+    h = torch.empty(B, H, NT, K, V, device=q.device, dtype=q.dtype)
+    h0 = initial_state.float().contiguous() if initial_state is not None else None
+    hT = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if output_final_state else None
+    BKs = min(64, max(16, triton.next_power_of_2(K)))
+    _gla_chunk_states[lambda meta: (triton.cdiv(K, BKs), triton.cdiv(V, meta["BV"]), B * H)](
+        k, v, G, h, h0, hT, T, NT, H=H, K=K, V=V, BT=BT, BK=BKs,
+        HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=is_fp32,
+    )
+    o = torch.empty(B, T, H, V, device=q.device, dtype=out_dtype)
+    BK = max(16, triton.next_power_of_2(K))
+    _gla_chunk_output[lambda meta: (triton.cdiv(V, meta["BV"]), NT, B * H)](
+        q, k, v, G, h, o, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BK, IS_FP32=is_fp32,
+    )
+    return o, hT
+
+
+class _ChunkGLAFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, g, scale, initial_state, output_final_state):
+        o, hT = chunk_gla_fwd(q, k, v, g, scale, initial_state, output_final_state)
+        ctx.save_for_backward(q, k, v, g, initial_state)
+        ctx.scale = scale
+        ctx.output_final_state = output_final_state
+        return o, hT
+
+    @staticmethod
+    def backward(ctx, do, dhT):
+        # Fallback: the reference's own gradient, recomputed (see module docstring).
+        q, k, v, g, h0 = ctx.saved_tensors
+        inputs = [t.detach().requires_grad_(t.requires_grad) if t is not None else None for t in (q, k, v, g, h0)]
+        with torch.enable_grad():
+            o, hT = naive_chunk_gla(*inputs[:4], ctx.scale, inputs[4], ctx.output_final_state, CHUNK, SUB_CHUNK)
+            outs, grads_out = [o], [do]
+            if hT is not None and dhT is not None:
+                outs.append(hT)
+                grads_out.append(dhT)
+            wanted = [t for t in inputs if t is not None and t.requires_grad]
+            got = iter(torch.autograd.grad(outs, wanted, grads_out, allow_unused=True)) if wanted else iter(())
+        result = [next(got) if t is not None and t.requires_grad else None for t in inputs]
+        return result[0], result[1], result[2], result[3], None, result[4], None
+
+
+def triton_chunk_gla(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    scale: float = 1.0,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = True,
+) -> tuple[Tensor, Tensor | None]:
+    """Chunked GLA with a Triton forward (chunk 64, sub-chunk 16) and a reference-recompute backward.
+
+    Args:
+        q, k: ``[B, T, H, K]`` (K ≤ 256). v: ``[B, T, H, V]``. g: ``[B, T, H, K]`` log-decay (≤ 0).
+        scale: multiplies q. initial_state: ``[B, H, K, V]`` or None.
+    Returns:
+        o ``[B, T, H, V]`` in v's dtype, final state ``[B, H, K, V]`` fp32 (or None).
+    """
+    return _ChunkGLAFn.apply(q, k, v, g, scale, initial_state, output_final_state)
