@@ -27,12 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kernels.causal_conv1d import naive_causal_conv1d  # noqa: E402
 from kernels.causal_conv1d.triton_conv import triton_causal_conv1d  # noqa: E402
+from kernels.gla import naive_chunk_gla, naive_gla_step  # noqa: E402
+from kernels.gla.triton_chunk import chunk_gla_fwd, triton_chunk_gla  # noqa: E402
+from kernels.gla.triton_step import triton_gla_step  # noqa: E402
 from kernels.mamba2_step import naive_mamba2_step  # noqa: E402
 from kernels.mamba2_step.triton_step import triton_mamba2_step  # noqa: E402
 from kernels.ssd import naive_chunk_ssd, naive_ssd_step  # noqa: E402
 from kernels.ssd.triton_chunk import chunk_ssd_fwd  # noqa: E402
 from kernels.ssd.triton_step import triton_ssd_step  # noqa: E402
 
+SECTIONS = ("gla_step", "gla_chunk", "gla_chunk_bwd", "fused_step", "step", "chunk", "conv")  # bench_<name> below
 BF16_TOL = 2e-2  # bf16 operands and outputs against an fp32 reference: ~3e-3 seen; 2e-2 flags real bugs only
 
 
@@ -47,9 +51,11 @@ def peers():
     found = {}
     try:
         from fla.modules.causal_conv1d import causal_conv1d as fla_conv
+        from fla.ops.gla import chunk_gla, fused_recurrent_gla
         from fla.ops.simple_gla import chunk_simple_gla, fused_recurrent_simple_gla
 
-        found["fla"] = {"conv": fla_conv, "chunk": chunk_simple_gla, "recurrent": fused_recurrent_simple_gla}
+        found["fla"] = {"conv": fla_conv, "chunk": chunk_simple_gla, "recurrent": fused_recurrent_simple_gla,
+                        "gla_chunk": chunk_gla, "gla_recurrent": fused_recurrent_gla}
     except Exception as e:  # noqa: BLE001 - report any import failure, keep benchmarking our kernels
         print(f"fla unavailable: {e!r}")
     try:
@@ -271,6 +277,98 @@ def bench_step(bench: Bench, P: dict, shape: tuple[int, ...]):
     bench.case("SSD decode step", f"B={B} H={H} K=V={D}", floor, entries, graph=True)
 
 
+def gla_inputs(B, T, H, D):
+    q = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16)
+    k = (torch.randn(B, T, H, D, device="cuda") / D**0.5).to(torch.bfloat16)
+    v = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16)
+    # GLA's gate: logsigmoid(x) / 16 (per key channel, fp32)
+    g = F.logsigmoid(torch.randn(B, T, H, D, device="cuda")) / 16
+    return q, k, v, g
+
+
+def bench_gla_chunk(bench: Bench, P: dict, shape: tuple[int, ...]):
+    B, T, H, D = shape
+    q, k, v, g = gla_inputs(B, T, H, D)
+    scale = D**-0.5
+    ref = naive_chunk_gla(q.float(), k.float(), v.float(), g, scale, None, True)
+    # q, k, v read and o written (bf16), g read (fp32, one per key channel), final state fp32
+    floor = 4 * B * T * H * D * 2 + B * T * H * D * 4 + B * H * D * D * 4
+
+    def ours():
+        return chunk_gla_fwd(q, k, v, g, scale, None, True)
+
+    def chk(fn):
+        o, h = fn()
+        return max(rel_err(o, ref[0]), rel_err(h, ref[1]))
+
+    entries = [("ours", ours, lambda: chk(ours), BF16_TOL, True)]
+    if "fla" in P:
+        fc = P["fla"]["gla_chunk"]
+
+        def fla():
+            return fc(q, k, v, g, scale=scale, output_final_state=True)
+
+        entries.append(("fla chunk_gla", fla, lambda: chk(fla), BF16_TOL, False))
+    bench.case("GLA chunk fwd", f"B={B} T={T} H={H} K=V={D}", floor, entries)
+
+
+def bench_gla_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
+    # ours = Triton forward + the documented reference-recompute backward (no Triton backward yet)
+    B, T, H, D = shape
+    q, k, v, g = gla_inputs(B, T, H, D)
+    scale = D**-0.5
+    do = torch.randn_like(v)
+
+    def fb(fn, cast=lambda t: t):
+        leaves = [cast(t).detach().requires_grad_() for t in (q, k, v, g)]
+        o, _ = fn(*leaves)
+        o.backward(cast(do))
+        return [o, *(t.grad for t in leaves)]
+
+    ref = fb(lambda *a: naive_chunk_gla(*a, scale, None, False), cast=lambda t: t.float())
+
+    def chk(fn):
+        return max(rel_err(a, b) for a, b in zip(fb(fn), ref, strict=True))
+
+    ours_fn = lambda *a: triton_chunk_gla(*a, scale, None, False)  # noqa: E731
+    entries = [("ours (ref bwd)", lambda: fb(ours_fn), lambda: chk(ours_fn), BF16_TOL, True)]
+    if "fla" in P:
+        fla_fn = lambda *a: P["fla"]["gla_chunk"](*a, scale=scale)  # noqa: E731
+        entries.append(("fla chunk_gla", lambda: fb(fla_fn), lambda: chk(fla_fn), BF16_TOL, False))
+    # reads q, k, v, g, do (+ forward re-read), writes o, dq, dk, dv, dg: counted once each
+    bench.case("GLA chunk fwd+bwd", f"B={B} T={T} H={H} K=V={D}", 9 * B * T * H * D * 2 + 2 * B * T * H * D * 4, entries)
+
+
+def bench_gla_step(bench: Bench, P: dict, shape: tuple[int, ...]):
+    B, H, D = shape
+    q, k, v = (torch.randn(B, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    g = F.logsigmoid(torch.randn(B, H, D, device="cuda")) / 16
+    s0 = torch.randn(B, H, D, D, device="cuda")
+    floor = 2 * s0.numel() * 4
+    s_ours, s_ref = s0.clone(), s0.clone()
+    o_ref = naive_gla_step(q.float(), k.float(), v.float(), g, s_ref)
+
+    def chk_ours():
+        s = s0.clone()
+        o = triton_gla_step(q, k, v, g, s)
+        return max(rel_err(o, o_ref), rel_err(s, s_ref))
+
+    entries = [("ours", lambda: triton_gla_step(q, k, v, g, s_ours), chk_ours, BF16_TOL, True)]
+    if "fla" in P:
+        fr = P["fla"]["gla_recurrent"]
+        q1, k1, v1, g1 = q[:, None], k[:, None], v[:, None], g[:, None]
+
+        def fla_step():
+            return fr(q1, k1, v1, gk=g1, scale=1.0, initial_state=s0, output_final_state=True)
+
+        def chk_f():
+            o, s = fla_step()
+            return max(rel_err(o[:, 0], o_ref), rel_err(s, s_ref))
+
+        entries.append(("fla fused_recurrent_gla", fla_step, chk_f, BF16_TOL, False))
+    bench.case("GLA decode step", f"B={B} H={H} K=V={D}", floor, entries, graph=True)
+
+
 def bench_fused_step(bench: Bench, P: dict, shape: tuple[int, ...]):
     B, H, D = shape
     Hkv, Pd, N, W = H, D, D, 4
@@ -334,6 +432,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=".", help="folder for bench_kernels.md / .json")
     ap.add_argument("--quick", action="store_true", help="a few shapes only")
+    ap.add_argument("--only", default="", help="comma-separated sections to run (default all): " + ", ".join(SECTIONS))
     a = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_kernels needs a CUDA device")
@@ -353,13 +452,23 @@ def main():
     print("| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |\n|---|---|---|---|---|")
     q = a.quick
     sections = [
+        (bench_gla_step, [(1, 16, 64), (1, 16, 128), (8, 16, 128), (64, 16, 64), (64, 16, 128)], [(64, 16, 128)]),
+        (bench_gla_chunk, [(1, 1024, 16, 64), (1, 4096, 16, 128), (1, 16384, 16, 128), (8, 4096, 16, 64),
+                           (8, 4096, 16, 128), (64, 1024, 16, 128)], [(4, 2048, 16, 128)]),
+        (bench_gla_chunk_bwd, [(1, 4096, 16, 128), (8, 2048, 16, 64)], [(1, 2048, 16, 64)]),
         (bench_fused_step, [(1, 16, 64), (8, 16, 128), (64, 16, 64), (64, 16, 128)], [(64, 16, 128)]),
         (bench_step, [(1, 16, 64), (1, 16, 128), (8, 16, 128), (64, 16, 64), (64, 16, 128)], [(64, 16, 128)]),
         (bench_chunk, [(1, 1, 16, 64), (1, 1024, 16, 64), (1, 4096, 16, 128), (1, 16384, 16, 64), (1, 16384, 16, 128),
                        (8, 4096, 16, 64), (8, 4096, 16, 128), (64, 1024, 16, 128)], [(4, 2048, 16, 128)]),
         (bench_conv, [(1, 4096, 6144), (8, 4096, 6144), (64, 1024, 3072)], [(8, 2048, 6144)]),
     ]
+    only = [x for x in a.only.split(",") if x]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        raise SystemExit(f"--only: unknown sections {unknown}; choose from {list(SECTIONS)}")
     for fn, full, quick in sections:
+        if only and fn.__name__.removeprefix("bench_") not in only:
+            continue
         try:
             for shape in quick if q else full:
                 fn(bench, P, shape)

@@ -127,17 +127,16 @@ def _gla_chunk_output(
                 b_vj = tl.load(v + ((i_b * T + t_j[:, None]) * H + i_h) * V + o_v[None, :], mask=m_v[None, :], other=0.0)
                 acc += _dot(b_A.to(b_vj.dtype), b_vj, IS_FP32)
             # diagonal sub-chunk: pairwise decays, masked before the exp
-            b_A = tl.zeros([BC, BC], dtype=tl.float32)
+            b_D = tl.zeros([BC, BC], dtype=tl.float32)
             for j in range(BC):
-                t_j = t0 + j
-                m_j = m_k & (t_j < T)
-                b_kj = tl.load(k + ((i_b * T + t_j) * H + i_h) * K + o_k, mask=m_j, other=0.0).to(tl.float32)
-                b_Gj = tl.load(G + ((i_b * TP + t_j) * H + i_h) * K + o_k, mask=m_k, other=0.0)
-                diff = tl.where(o_c[:, None] >= j, b_Gi - b_Gj[None, :], float("-inf"))
-                s = tl.sum(b_q * b_kj[None, :] * tl.exp(diff), axis=1)
-                b_A += tl.where(o_c[None, :] == j, s[:, None], 0.0)
+                t_c = t0 + j
+                b_kc = tl.load(k + ((i_b * T + t_c) * H + i_h) * K + o_k, mask=m_k & (t_c < T), other=0.0).to(tl.float32)
+                b_Gc = tl.load(G + ((i_b * TP + t_c) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+                diff = tl.where(o_c[:, None] >= j, b_Gi - b_Gc[None, :], float("-inf"))
+                b_s = tl.sum(b_q * b_kc[None, :] * tl.exp(diff), axis=1)
+                b_D += tl.where(o_c[None, :] == j, b_s[:, None], 0.0)
             b_vi = tl.load(v + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
-            acc += _dot(b_A.to(b_vi.dtype), b_vi, IS_FP32)
+            acc += _dot(b_D.to(b_vi.dtype), b_vi, IS_FP32)
             p_o = o + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :]
             tl.store(p_o, acc.to(o.dtype.element_ty), mask=m_i[:, None] & m_v[None, :])
 
