@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import distill  # noqa: F401  (registers the distill_root resolver)
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import MissingConfigException

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# On the GPU machine: decode benchmark + the full demo recipe for each student kind on the shipped teacher.
+# Usage (repo root): bash scripts/gpu_demo.sh OUT_DIR   (wheels for missing packages in .whl/, see README)
+set -uo pipefail
+out=${1:?usage: gpu_demo.sh OUT_DIR}
+mkdir -p "$out"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+fi
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 HF_HUB_OFFLINE=1 WANDB_MODE=offline
+python3 scripts/bench_decode.py --out "$out" 2>&1 | tee "$out/bench_decode.log" | tail -9
+runs=$(mktemp -d)
+for s in ${STUDENTS:-mamba2 gla rwkv7 hybrid}; do
+  extra=()
+  [ "$s" = hybrid ] && extra=("student.attn_layers=[3,7]")
+  timeout "${RUN_TIMEOUT:-150}" python3 -m distill +experiment=demo_gpu student="$s" "${extra[@]}" name="demo_gpu_$s" \
+    hydra.run.dir="$runs/$s" 2>&1 | grep -E "distill\]|Error|error" | tee -a "$out/demo_gpu.log"
+  cp "$runs/$s/metrics.json" "$out/metrics_$s.json" 2>/dev/null || echo "$s: no metrics.json" | tee -a "$out/demo_gpu.log"
+done
+cp "$runs/mamba2/curves.png" "$out/curves_mamba2.png" 2>/dev/null || true
