@@ -40,7 +40,6 @@ def test_split_is_deterministic_and_roughly_proportioned():
         assert abs(splits.count(name) / len(keys) - frac) < 0.015
 
 
-@pytest.mark.skipif(not (SHARDS / "dataset_dict.json").is_file(), reason="shipped shards not present")
 def test_shipped_shards_do_not_leak_across_splits():
     from datasets import load_from_disk
 
@@ -57,7 +56,6 @@ def test_shipped_shards_do_not_leak_across_splits():
         assert not texts[a] & texts[b], f"English lines shared by {a} and {b}"
 
 
-@pytest.mark.skipif(not (SHARDS / "dataset_dict.json").is_file(), reason="shipped shards not present")
 def test_shipped_shards_match_their_layout():
     import torch
     from datasets import load_from_disk
