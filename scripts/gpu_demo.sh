@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # On the GPU machine: decode benchmark + the full demo recipe for each student kind on the shipped teacher.
-# Usage (repo root): bash scripts/gpu_demo.sh OUT_DIR   (wheels for missing packages in .whl/, see README)
+# Usage (repo root): bash scripts/gpu_demo.sh OUT_DIR [distill overrides...]
+#   (wheels for packages the GPU image lacks in .whl/; STUDENTS and RUN_TIMEOUT select runs and cap each)
 set -uo pipefail
-out=${1:?usage: gpu_demo.sh OUT_DIR}
+out=${1:?usage: gpu_demo.sh OUT_DIR [overrides...]}
+shift
 mkdir -p "$out"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -13,7 +15,7 @@ runs=$(mktemp -d)
 for s in ${STUDENTS:-mamba2 gla rwkv7 hybrid}; do
   extra=()
   [ "$s" = hybrid ] && extra=("student.attn_layers=[3,7]")
-  timeout "${RUN_TIMEOUT:-150}" python3 -m distill +experiment=demo_gpu student="$s" "${extra[@]}" name="demo_gpu_$s" \
+  timeout "${RUN_TIMEOUT:-150}" python3 -m distill +experiment=demo_gpu student="$s" "${extra[@]}" name="demo_gpu_$s" "$@" \
     hydra.run.dir="$runs/$s" 2>&1 | grep -E "distill\]|Error|error" | tee -a "$out/demo_gpu.log"
   cp "$runs/$s/metrics.json" "$out/metrics_$s.json" 2>/dev/null || echo "$s: no metrics.json" | tee -a "$out/demo_gpu.log"
 done
