@@ -3,10 +3,11 @@
 from pathlib import Path
 
 import pytest
-import distill  # noqa: F401  (registers the distill_root resolver)
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import MissingConfigException
+
+import distill  # noqa: F401  (registers the distill_root resolver)
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))
