@@ -18,7 +18,7 @@ def _read_metrics_csv(out_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def plot_training_curves(out_dir: str | Path, at_init: dict, after: dict) -> Path | None:
+def plot_training_curves(out_dir: str | Path, at_init: dict, after: dict, title: str | None = None) -> Path | None:
     """Plot train KD loss per step and validation KL per evaluation into ``curves.png``.
 
     Reads the CSV logger's metrics; returns None (and says so) when there is nothing to plot.
@@ -53,7 +53,7 @@ def plot_training_curves(out_dir: str | Path, at_init: dict, after: dict) -> Pat
     ax.set_ylabel("KL(teacher‖student), nats/token")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
-    ax.set_title(out_dir.name)
+    ax.set_title(title or out_dir.name)
     fig.tight_layout()
     path = out_dir / "curves.png"
     fig.savefig(path, dpi=110)

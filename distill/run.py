@@ -156,7 +156,7 @@ def run(cfg: DictConfig) -> float:
 
     if trainer.is_global_zero:
         (out_dir / "metrics.json").write_text(json.dumps(result, indent=1, default=float))
-        plot_training_curves(out_dir, at_init, after)
+        plot_training_curves(out_dir, at_init, after, title=f"{cfg.name}: {' '.join(dict.fromkeys(student.config.pattern))} student")
     print(
         f"[distill] {cfg.name}: held-out KL {at_init['kl']:.4f} at init -> {after['kl']:.4f} after {trainer.global_step} steps "
         f"(top-1 {at_init['top1']:.3f} -> {after['top1']:.3f}); run dir {out_dir}"
