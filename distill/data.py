@@ -144,6 +144,15 @@ class TokenDataModule(L.LightningDataModule):
             raise ValueError(f"token dataset {self.path} needs 'train' and 'validation' splits, has {list(dd)}")
         layout_file = self.path / LAYOUT
         self.layout = json.loads(layout_file.read_text()) if layout_file.is_file() else {}
+        per_step = int(self.layout.get("tokens_per_step", 1))
+        # Flattened frames: a window must start and end on a step boundary, or the student would
+        # see codebook slots shifted from the teacher's positions at the window start.
+        for name, value in (("window", self.window), ("stride", self.stride)):
+            if value % per_step:
+                raise ValueError(
+                    f"data.{name}={value} is not a multiple of the layout's tokens_per_step={per_step} ({layout_file}); "
+                    f"use e.g. {max(per_step, value - value % per_step)}"
+                )
         for split in SPLITS:
             if split not in dd:
                 continue

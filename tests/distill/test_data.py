@@ -40,3 +40,13 @@ def test_missing_dataset_and_column_errors(tmp_path):
         TokenDataModule(str(tmp_path / "ds"), column="codes", min_length=2).setup()
     with pytest.raises(FileExistsError):
         write_token_dataset(tmp_path / "ds", {"train": [[1]]})
+
+
+def test_windows_must_respect_the_layout_step(tmp_path):
+    rows = {"train": [list(range(1, 33))], "validation": [list(range(1, 17))]}
+    write_token_dataset(tmp_path / "ds", rows, {"tokens_per_step": 8})
+    TokenDataModule(str(tmp_path / "ds"), window=16, min_length=2).setup()
+    with pytest.raises(ValueError, match="tokens_per_step=8"):
+        TokenDataModule(str(tmp_path / "ds"), window=12, min_length=2).setup()
+    with pytest.raises(ValueError, match="data.stride"):
+        TokenDataModule(str(tmp_path / "ds"), window=16, stride=4, min_length=2).setup()
