@@ -19,10 +19,21 @@ class DistillModule(L.LightningModule):
         loss: the :class:`DistillLoss`.
         optimizer: partial taking the student's parameters (``_partial_: true`` in config).
         scheduler: optional partial taking the optimizer; stepped every training step.
+        trainable: ``"all"`` student parameters, or only the ``"mixers"`` (embeddings, norms, MLPs and
+            head stay as copied from the teacher, as in attention-transfer stages).
     """
 
-    def __init__(self, teacher, student, loss: DistillLoss, optimizer: Callable, scheduler: Callable | None = None):
+    TRAINABLE = ("all", "mixers")
+
+    def __init__(
+        self, teacher, student, loss: DistillLoss, optimizer: Callable, scheduler: Callable | None = None, trainable: str = "all"
+    ):
         super().__init__()
+        if trainable not in self.TRAINABLE:
+            raise ValueError(f"unknown trainable={trainable!r}; choose one of {self.TRAINABLE}")
+        if trainable == "mixers":
+            for name, p in student.named_parameters():
+                p.requires_grad_(".mixer." in name)
         self.teacher = teacher
         self.student = student
         self.loss = loss
@@ -34,27 +45,40 @@ class DistillModule(L.LightningModule):
     def _forward(self, batch):
         ids, mask = batch["input_ids"], batch["mask"]
         need_hidden = self.loss.needs_hidden
+        attention = None
         with torch.no_grad():
-            t_out = self.teacher(ids, output_hidden_states=need_hidden)
-        s_out = self.student(ids, output_hidden_states=need_hidden)
+            if self.loss.attn_weight > 0:
+                with self.teacher.capture_attention() as captured:
+                    t_out = self.teacher(ids, output_hidden_states=need_hidden)
+            else:
+                t_out = self.teacher(ids, output_hidden_states=need_hidden)
+        if self.loss.attn_weight > 0:
+            # Teacher-forced, layer by layer: each mixer reads the teacher's attention input.
+            layers = range(len(self.student.layers))
+            student_attn = {i: self.student.layers[i].mixer(captured.inputs[i]) for i in layers}
+            attention = (student_attn, {i: captured.outputs[i] for i in layers})
+        s_out = self.student(ids, output_hidden_states=need_hidden) if self.loss.needs_student_forward else None
         s_audio = None
         if self.loss.audio_weight > 0:
             # The teacher's frozen depth decoder reads the student's temporal states; gradients reach the student.
             s_audio = self.teacher.depth_logits(s_out.last_hidden_state[:, :-1], ids[:, :, 1:])
-        return t_out, s_out, s_audio, ids, mask
+        return t_out, s_out, s_audio, attention, ids, mask
 
     def training_step(self, batch, batch_idx):
-        t_out, s_out, s_audio, ids, mask = self._forward(batch)
-        terms = self.loss(s_out, t_out, ids, mask, s_audio)
+        t_out, s_out, s_audio, attention, ids, mask = self._forward(batch)
+        terms = self.loss(s_out, t_out, ids, mask, s_audio, attention)
         n = ids.shape[0]
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=True, batch_size=n)
         self.log("train/tokens", mask.sum().float(), reduce_fx="sum", batch_size=n)
         return terms["loss"]
 
     def validation_step(self, batch, batch_idx):
-        t_out, s_out, s_audio, ids, mask = self._forward(batch)
-        terms = self.loss(s_out, t_out, ids, mask, s_audio)
+        t_out, s_out, s_audio, attention, ids, mask = self._forward(batch)
+        terms = self.loss(s_out, t_out, ids, mask, s_audio, attention)
         n_tok = mask.sum()
+        if s_out is None:  # attention-transfer stage: only the layer-wise term exists
+            self.log("val/loss", terms["loss"], batch_size=int(n_tok), prog_bar=True, sync_dist=True)
+            return
         agree = (t_out.logits.argmax(-1) == s_out.logits.argmax(-1)).reshape(*mask.shape, -1).float().mean(-1)  # [B, T]
         top1 = (agree * mask).sum() / n_tok
         # Weight batches by their token count so the epoch value is a token mean.

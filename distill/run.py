@@ -107,7 +107,7 @@ def run(cfg: DictConfig) -> float:
     loss = hydra.utils.instantiate(cfg.loss)
     optimizer = hydra.utils.instantiate(cfg.optimizer)
     scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    module = DistillModule(teacher, student, loss, optimizer, scheduler)
+    module = DistillModule(teacher, student, loss, optimizer, scheduler, trainable=cfg.trainable)
     loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
     callbacks = [hydra.utils.instantiate(c) for c in cfg.callbacks.values()] if cfg.get("callbacks") else []
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)

@@ -114,3 +114,18 @@ def test_moshi_multistream_run_with_audio_kd_exports_a_streaming_student(tmp_pat
     assert "train/audio_kl" in logged
     meta = json.loads((out / "export" / "config.json").read_text())
     assert len(meta["student"]["stream_vocab_sizes"]) == 9  # text + 2 x 4 codebooks
+
+
+@pytest.mark.slow
+def test_staged_recipe_chains_through_the_export(tmp_path):
+    stage1 = _cfg(tmp_path / "s1", FAST + ["loss=attn_transfer", "trainable=mixers", "trainer.max_steps=10"])
+    run(stage1)
+    m1 = json.loads((Path(stage1.paths.output_dir) / "metrics.json").read_text())["metrics"]
+    assert m1["val/kl"] < m1["init/kl"], "aligning mixers with the teacher's attention must lower KL"
+    stage2 = _cfg(tmp_path / "s2", FAST + ["init=export", f"init.path={stage1.export.dir}", "trainer.max_steps=10"])
+    run(stage2)
+    m2 = json.loads((Path(stage2.paths.output_dir) / "metrics.json").read_text())["metrics"]
+    # stage 2 starts exactly where stage 1 ended (same held-out windows, same weights)
+    assert m2["init/kl"] == pytest.approx(m1["val/kl"], rel=1e-6)
+    with pytest.raises(ValueError, match="differs from this run's"):
+        run(_cfg(tmp_path / "s3", FAST + ["init=export", f"init.path={stage1.export.dir}", "student=gla"]))
