@@ -25,6 +25,7 @@ import triton.language as tl
 from torch import Tensor
 
 from kernels._dispatch import triton_interpreted
+from kernels._fallback import reference_backward
 from kernels.ssd.naive import _check, naive_chunk_ssd
 
 __all__ = ["triton_chunk_ssd", "CHUNK"]
@@ -164,17 +165,10 @@ class _ChunkSSDFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, dhT):
         # Fallback: the reference's own gradient, recomputed (see module docstring).
-        q, k, v, g, h0 = ctx.saved_tensors
-        inputs = [t.detach().requires_grad_(t.requires_grad) if t is not None else None for t in (q, k, v, g, h0)]
-        with torch.enable_grad():
-            o, hT = naive_chunk_ssd(*inputs[:4], ctx.scale, inputs[4], ctx.output_final_state, CHUNK)
-            outs, grads_out = [o], [do]
-            if hT is not None and dhT is not None:
-                outs.append(hT)
-                grads_out.append(dhT)
-            wanted = [t for t in inputs if t is not None and t.requires_grad]
-            got = iter(torch.autograd.grad(outs, wanted, grads_out, allow_unused=True)) if wanted else iter(())
-        result = [next(got) if t is not None and t.requires_grad else None for t in inputs]
+        def reference(q, k, v, g, h0):
+            return naive_chunk_ssd(q, k, v, g, ctx.scale, h0, ctx.output_final_state, CHUNK)
+
+        result = reference_backward(reference, ctx.saved_tensors, do, dhT)
         return result[0], result[1], result[2], result[3], None, result[4], None
 
 
