@@ -30,3 +30,28 @@ def reference_backward(
         wanted = [t for t in inputs if t is not None and t.requires_grad]
         got = iter(torch.autograd.grad(outs, wanted, grads_out, allow_unused=True)) if wanted else iter(())
     return [next(got) if t is not None and t.requires_grad else None for t in inputs]
+
+
+def with_reference_backward(forward: Callable, reference: Callable) -> type[torch.autograd.Function]:
+    """An autograd Function: Triton ``forward`` for the values, ``reference`` recomputed for the gradients.
+
+    Both take ``(q, k, v, g, scale, initial_state, output_final_state)`` and return ``(o, final_state)``.
+    """
+
+    class _Fn(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q, k, v, g, scale, initial_state, output_final_state):
+            o, hT = forward(q, k, v, g, scale, initial_state, output_final_state)
+            ctx.save_for_backward(q, k, v, g, initial_state)
+            ctx.scale, ctx.output_final_state = scale, output_final_state
+            return o, hT
+
+        @staticmethod
+        def backward(ctx, do, dhT):
+            def bound(q, k, v, g, h0):
+                return reference(q, k, v, g, ctx.scale, h0, ctx.output_final_state)
+
+            r = reference_backward(bound, ctx.saved_tensors, do, dhT)
+            return r[0], r[1], r[2], r[3], None, r[4], None
+
+    return _Fn

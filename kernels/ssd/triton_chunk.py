@@ -25,7 +25,7 @@ import triton.language as tl
 from torch import Tensor
 
 from kernels._dispatch import triton_interpreted
-from kernels._fallback import reference_backward
+from kernels._fallback import with_reference_backward
 from kernels.ssd.naive import _check, naive_chunk_ssd
 
 __all__ = ["triton_chunk_ssd", "CHUNK"]
@@ -153,23 +153,11 @@ def chunk_ssd_fwd(
     return o, hT
 
 
-class _ChunkSSDFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, g, scale, initial_state, output_final_state):
-        o, hT = chunk_ssd_fwd(q, k, v, g, scale, initial_state, output_final_state)
-        ctx.save_for_backward(q, k, v, g, initial_state)
-        ctx.scale = scale
-        ctx.output_final_state = output_final_state
-        return o, hT
-
-    @staticmethod
-    def backward(ctx, do, dhT):
-        # Fallback: the reference's own gradient, recomputed (see module docstring).
-        def reference(q, k, v, g, h0):
-            return naive_chunk_ssd(q, k, v, g, ctx.scale, h0, ctx.output_final_state, CHUNK)
-
-        result = reference_backward(reference, ctx.saved_tensors, do, dhT)
-        return result[0], result[1], result[2], result[3], None, result[4], None
+# Backward: the documented fallback, the reference's own gradient recomputed (see module docstring).
+_ChunkSSDFn = with_reference_backward(
+    chunk_ssd_fwd,
+    lambda q, k, v, g, scale, h0, out_final: naive_chunk_ssd(q, k, v, g, scale, h0, out_final, CHUNK),
+)
 
 
 def triton_chunk_ssd(
