@@ -122,33 +122,53 @@ def _block_k(K: int) -> int:
     return min(64, max(16, triton.next_power_of_2(K)))
 
 
+def _prepare(q: Tensor, k: Tensor, v: Tensor, g: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Contiguous inputs with k and v in q's dtype (the kernels' matrix products take one dtype)."""
+    _check(q, k, v, g)
+    q, k, v, g = q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous()
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        k, v = k.to(q.dtype), v.to(q.dtype)
+    return q, k, v, g
+
+
+def chunk_ssd_states(
+    k: Tensor, v: Tensor, g: Tensor, initial_state: Tensor | None, output_final_state: bool, chunk_size: int = CHUNK
+) -> tuple[Tensor, Tensor | None]:
+    """The state entering every chunk, ``h [B, H, NT, K, V]`` in k's dtype, and the final state (fp32 or None).
+
+    Inputs as :func:`chunk_ssd_fwd` (already contiguous, k and v of one dtype). The backward pass calls this
+    to recompute ``h`` instead of keeping it from the forward.
+    """
+    B, T, H, K = k.shape
+    V = v.shape[-1]
+    NT = triton.cdiv(T, chunk_size)
+    BK = _block_k(K)
+    # Chunk-entry states in the inputs' dtype: for bf16 this halves the largest traffic term (h is
+    # written once and read once; B·H·NT·K·V elements), as the peers do; fp32 inputs keep fp32 states.
+    h = torch.empty(B, H, NT, K, V, device=k.device, dtype=k.dtype)
+    h0 = initial_state.float().contiguous() if initial_state is not None else None
+    hT = torch.empty(B, H, K, V, device=k.device, dtype=torch.float32) if output_final_state else None
+    _ssd_chunk_states[lambda meta: (triton.cdiv(K, BK), triton.cdiv(V, meta["BV"]), B * H)](
+        k, v, g, h, h0, hT, T, NT, H=H, K=K, V=V, BT=chunk_size, BK=BK,
+        HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=k.dtype == torch.float32,
+    )
+    return h, hT
+
+
 def chunk_ssd_fwd(
     q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float, initial_state: Tensor | None, output_final_state: bool
 ) -> tuple[Tensor, Tensor | None]:
     """Forward only (no autograd). Shapes as :func:`triton_chunk_ssd`."""
-    _check(q, k, v, g)
     out_dtype = v.dtype
-    q, k, v, g = q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous()
-    if k.dtype != q.dtype or v.dtype != q.dtype:
-        k, v = k.to(q.dtype), v.to(q.dtype)
+    q, k, v, g = _prepare(q, k, v, g)
     B, T, H, K = q.shape
     V = v.shape[-1]
     BT = CHUNK
     NT = triton.cdiv(T, BT)
-    BK = _block_k(K)
-    is_fp32 = q.dtype == torch.float32
-    # Chunk-entry states in the inputs' dtype: for bf16 this halves the largest traffic term (h is
-    # written once and read once; B·H·NT·K·V elements), as the peers do; fp32 inputs keep fp32 states.
-    h = torch.empty(B, H, NT, K, V, device=q.device, dtype=q.dtype)
-    h0 = initial_state.float().contiguous() if initial_state is not None else None
-    hT = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if output_final_state else None
-    _ssd_chunk_states[lambda meta: (triton.cdiv(K, BK), triton.cdiv(V, meta["BV"]), B * H)](
-        k, v, g, h, h0, hT, T, NT, H=H, K=K, V=V, BT=BT, BK=BK,
-        HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=is_fp32,
-    )
+    h, hT = chunk_ssd_states(k, v, g, initial_state, output_final_state, BT)
     o = torch.empty(B, T, H, V, device=q.device, dtype=out_dtype)
     _ssd_chunk_output[lambda meta: (triton.cdiv(V, meta["BV"]), NT, B * H)](
-        q, k, v, g, h, o, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BK=BK, IS_FP32=is_fp32,
+        q, k, v, g, h, o, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BK=_block_k(K), IS_FP32=q.dtype == torch.float32,
     )
     return o, hT
 
