@@ -2,20 +2,21 @@
 
 ``chunk_delta_rule`` runs whole sequences (training, prefill); ``delta_rule_step`` one decode step in
 place. Layouts: ``[B, T, H, D]`` activations, ``[B, T, H, K]`` log-decay ``g`` and vectors ``a``,
-``b``; ``[B, H, K, V]`` fp32 state. ``impl="triton"`` loads ``kernels.delta_rule.triton_chunk`` /
-``kernels.delta_rule.triton_step`` lazily; ``"auto"`` on CUDA uses them once they exist and the
-reference until then.
+``b``; ``[B, H, K, V]`` fp32 state. ``impl="triton"`` (``"auto"`` on CUDA) loads the Triton kernels
+lazily: ``chunk_delta_rule`` runs the *fused-recurrent* forward of ``kernels.delta_rule.triton_recurrent``
+(a sequential walk over T, not a chunked kernel; its backward recomputes through the reference
+``naive_chunk_delta_rule``), ``delta_rule_step`` the in-place step of ``kernels.delta_rule.triton_step``.
+A chunked (WY / UT-transform) Triton forward and backward is the next step.
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
+from kernels._dispatch import resolve_impl
 from kernels.delta_rule.naive import naive_chunk_delta_rule, naive_delta_rule_step, naive_recurrent_delta_rule
-from kernels.gla import resolve_available_impl
 
 __all__ = ["chunk_delta_rule", "delta_rule_step", "naive_chunk_delta_rule", "naive_recurrent_delta_rule", "naive_delta_rule_step"]
-
 
 
 def chunk_delta_rule(
@@ -31,11 +32,15 @@ def chunk_delta_rule(
     chunk_size: int = 32,
     impl: str = "auto",
 ) -> tuple[Tensor, Tensor | None]:
-    """Whole-sequence generalized delta rule. See :func:`kernels.delta_rule.naive.naive_chunk_delta_rule`."""
-    if resolve_available_impl(impl, q, "chunk_delta_rule", "kernels.delta_rule.triton_chunk") == "triton":
-        from kernels.delta_rule.triton_chunk import triton_chunk_delta_rule
+    """Whole-sequence generalized delta rule. See :func:`kernels.delta_rule.naive.naive_chunk_delta_rule`.
 
-        return triton_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state)
+    ``impl="triton"`` runs the fused-recurrent Triton forward; ``chunk_size`` is then the chunk of the
+    reference its backward recomputes through.
+    """
+    if resolve_impl(impl, q, "chunk_delta_rule") == "triton":
+        from kernels.delta_rule.triton_recurrent import triton_fused_recurrent_delta_rule
+
+        return triton_fused_recurrent_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
     return naive_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
 
 
@@ -43,7 +48,7 @@ def delta_rule_step(
     q: Tensor, k: Tensor, v: Tensor, g: Tensor, a: Tensor, b: Tensor, state: Tensor, scale: float = 1.0, impl: str = "auto"
 ) -> Tensor:
     """One decode step, ``state`` updated in place. See :func:`kernels.delta_rule.naive.naive_delta_rule_step`."""
-    if resolve_available_impl(impl, q, "delta_rule_step", "kernels.delta_rule.triton_step") == "triton":
+    if resolve_impl(impl, q, "delta_rule_step") == "triton":
         from kernels.delta_rule.triton_step import triton_delta_rule_step
 
         return triton_delta_rule_step(q, k, v, g, a, b, state, scale)

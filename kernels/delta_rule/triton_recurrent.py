@@ -1,0 +1,174 @@
+"""Fused-recurrent Triton forward of the generalized delta rule (whole sequences: prefill, training).
+
+Same contract as :func:`kernels.delta_rule.naive.naive_recurrent_delta_rule`. One launch, one program per
+(V block, batch·head) that keeps its ``[K, BV]`` fp32 state tile in registers and walks the T steps in
+order (a runtime loop, so compile time does not grow with T):
+
+    u = Sᵀ a_t,   S ← diag(exp(g_t)) S + b_t uᵀ + k_t v_tᵀ,   o_t = scale · Sᵀ q_t
+
+``u`` reduces over K, so every program holds all of K; V is split into blocks of ``BV`` (autotuned, ≤ 8K
+state elements per program). Each program re-reads q, k, g, a, b of its head (``V / BV`` times per head
+in all) and writes its ``BV`` slice of o; the state touches memory only at the start (optional h0) and
+the end (optional final state). The walk is sequential in T: fine for prefill of moderate length and
+for decode-sized batches, but it cannot use tensor cores — a chunked (WY / UT-transform) Triton kernel,
+like ``naive_chunk_delta_rule`` in Triton, is the next step for long training sequences.
+
+Backward (fallback, not a Triton kernel): :func:`kernels._fallback.with_reference_backward` recomputes
+the forward through the reference :func:`naive_chunk_delta_rule` under autograd inside ``backward`` —
+correct (it is the reference's gradient) but with the reference's speed and memory. ``g``, ``a`` and
+``b`` travel through that wrapper stacked as one fp32 ``[3, B, T, H, K]`` tensor (its gate slot), so
+the stack is only built when a gradient is wanted.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from kernels._dispatch import triton_interpreted
+from kernels._fallback import with_reference_backward
+from kernels.delta_rule.naive import _check, naive_chunk_delta_rule
+
+__all__ = ["triton_fused_recurrent_delta_rule", "fused_recurrent_delta_rule_fwd", "MAX_K"]
+
+MAX_K = 256  # all of K lives in one program's registers
+_MAX_TILE = 8192  # fp32 state elements per program
+
+
+def _configs():
+    # Few configs on purpose: every new (K, V, dtype, batch·head bucket) autotunes all of them. The
+    # interpreter gets BV = 16 so that odd V (tests: V = 20) spans two V blocks.
+    if triton_interpreted():
+        return [triton.Config({"BV": 16}, num_warps=4, num_stages=1)]
+    return [triton.Config({"BV": bv}, num_warps=w) for bv, w in ((16, 2), (32, 4), (64, 4), (64, 8))]
+
+
+def _prune(configs, named_args, **kwargs):
+    BK = {**named_args, **kwargs}["BK"]  # constexprs arrive as keyword arguments
+    fits = [c for c in configs if BK * c.kwargs["BV"] <= _MAX_TILE]
+    return fits or configs[:1]
+
+
+# BH_BUCKET (next power of two of batch·heads) is in the key because the best BV depends on how many
+# programs the batch alone provides: at batch 1 small V blocks buy parallelism, at batch 64 large ones
+# save re-reads of q, k, g, a, b.
+@triton.autotune(configs=_configs(), key=["K", "V", "BK", "BH_BUCKET"], prune_configs_by={"early_config_prune": _prune})
+@triton.jit(do_not_specialize=["T"])
+def _delta_rule_fused_recurrent_fwd(
+    q, k, v, g, a, b, o, h0, hT, scale, T, BH_BUCKET,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
+):
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k, m_v = o_k < K, o_v < V
+    m = m_k[:, None] & m_v[None, :]
+    p_h = i_bh.to(tl.int64) * K * V + o_k[:, None] * V + o_v[None, :]
+    b_s = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_H0:
+        b_s += tl.load(h0 + p_h, mask=m, other=0.0).to(tl.float32)
+    bos = i_b.to(tl.int64) * T * H + i_h  # row (b, t = 0, h) of the [B·T·H, D] views
+    p_k = bos * K + o_k
+    p_v = bos * V + o_v
+    for _ in range(T):
+        b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32)
+        b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
+        b_g = tl.load(g + p_k, mask=m_k, other=0.0).to(tl.float32)
+        b_a = tl.load(a + p_k, mask=m_k, other=0.0).to(tl.float32)
+        b_b = tl.load(b + p_k, mask=m_k, other=0.0).to(tl.float32)
+        b_v = tl.load(v + p_v, mask=m_v, other=0.0).to(tl.float32)
+        # u reads the *undecayed* state (RWKV-7); masked rows load a = 0 and contribute nothing
+        b_u = tl.sum(b_a[:, None] * b_s, axis=0)
+        b_s = b_s * tl.exp(b_g)[:, None] + b_b[:, None] * b_u[None, :] + b_k[:, None] * b_v[None, :]
+        b_o = tl.sum(b_s * (b_q * scale)[:, None], axis=0)
+        tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
+        p_k += H * K
+        p_v += H * V
+    if STORE_FINAL:
+        tl.store(hT + p_h, b_s, mask=m)
+
+
+def fused_recurrent_delta_rule_fwd(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    a: Tensor,
+    b: Tensor,
+    scale: float = 1.0,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = True,
+) -> tuple[Tensor, Tensor | None]:
+    """The forward launch alone (no autograd). Arguments and returns as :func:`triton_fused_recurrent_delta_rule`."""
+    _check(q, k, v, g, a, b, "fused_recurrent_delta_rule")
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    if K > MAX_K:
+        raise ValueError(f"fused_recurrent_delta_rule: K={K} > {MAX_K}; every program holds all of K in registers")
+    if initial_state is not None and initial_state.shape != (B, H, K, V):
+        raise ValueError(f"fused_recurrent_delta_rule: initial_state {tuple(initial_state.shape)} must be [B, H, K, V] = {(B, H, K, V)}")
+    q, k, v, g, a, b = (t.contiguous() for t in (q, k, v, g, a, b))
+    h0 = initial_state.contiguous() if initial_state is not None else None
+    o = torch.empty(B, T, H, V, device=v.device, dtype=v.dtype)
+    hT = torch.empty(B, H, K, V, device=v.device, dtype=torch.float32) if output_final_state else None
+    BK = max(16, triton.next_power_of_2(K))
+    bucket = min(triton.next_power_of_2(B * H), 4096)
+
+    def grid(meta):
+        return (triton.cdiv(V, meta["BV"]), B * H)
+
+    _delta_rule_fused_recurrent_fwd[grid](
+        q, k, v, g, a, b, o, h0, hT, float(scale), T, bucket,
+        H=H, K=K, V=V, BK=BK, HAS_H0=h0 is not None, STORE_FINAL=output_final_state,
+    )
+    return o, hT
+
+
+@functools.cache
+def _autograd_fn(chunk_size: int) -> type[torch.autograd.Function]:
+    """The reference-recompute Function with ``g``, ``a``, ``b`` stacked in the wrapper's gate slot."""
+
+    def forward(q, k, v, gab, scale, h0, out_final):
+        return fused_recurrent_delta_rule_fwd(q, k, v, *gab.unbind(0), scale, h0, out_final)
+
+    def reference(q, k, v, gab, scale, h0, out_final):
+        return naive_chunk_delta_rule(q, k, v, *gab.unbind(0), scale, h0, out_final, chunk_size)
+
+    return with_reference_backward(forward, reference)
+
+
+def triton_fused_recurrent_delta_rule(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    a: Tensor,
+    b: Tensor,
+    scale: float = 1.0,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = True,
+    chunk_size: int = 32,
+) -> tuple[Tensor, Tensor | None]:
+    """Whole-sequence generalized delta rule: fused-recurrent Triton forward, reference-recompute backward.
+
+    Args:
+        q, k, a, b: ``[B, T, H, K]`` (K ≤ 256). v: ``[B, T, H, V]``. g: ``[B, T, H, K]`` log-decay (≤ 0).
+        scale: multiplies q. initial_state: ``[B, H, K, V]`` or None (zeros).
+        output_final_state: return the final state (else None).
+        chunk_size: chunk of the reference :func:`naive_chunk_delta_rule` that the backward recomputes
+            through (the forward does not chunk).
+    Returns:
+        o ``[B, T, H, V]`` in v's dtype, final state ``[B, H, K, V]`` fp32 (or None).
+    """
+    tensors = (q, k, v, g, a, b, initial_state)
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
+        return fused_recurrent_delta_rule_fwd(q, k, v, g, a, b, scale, initial_state, output_final_state)
+    _check(q, k, v, g, a, b, "fused_recurrent_delta_rule")
+    gab = torch.stack([g.float(), a.float(), b.float()])
+    return _autograd_fn(chunk_size).apply(q, k, v, gab, scale, initial_state, output_final_state)
