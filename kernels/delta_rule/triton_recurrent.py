@@ -40,11 +40,11 @@ MAX_K = 256  # all of K lives in one program's registers
 
 def _configs():
     # Few configs on purpose: every new (K, V, dtype, batch·head bucket) autotunes all of them. These four
-    # compile (sm_90, checked on the CPU) without register spills for K ∈ {64, 128, 256}: ≤ 177 registers
-    # at K ≤ 128; BV = 64 spilled at K = 64 (4 warps) and K = 128 (8 warps), because Triton's layout for
-    # the [BK, BV] tile gives each thread many K rows and so many copies of the five K vectors. With
-    # K ≤ MAX_K, BK · BV ≤ 8K fp32 state elements per program. The interpreter gets BV = 16 so that odd V
-    # (tests: V = 20) spans two V blocks.
+    # compile for sm_90 (checked on the CPU with Triton's ptxas) without register spills for K ∈ {64, 128,
+    # 256} (94–254 registers with the prefetch below); BV = 64 spilled at K = 64 (4 warps) and K = 128
+    # (8 warps) even without it, because Triton's layout for the [BK, BV] tile gives each thread many K
+    # rows and so many copies of the five K vectors. With K ≤ MAX_K, BK · BV ≤ 8K fp32 state elements per
+    # program. The interpreter gets BV = 16 so that odd V (tests: V = 20) spans two V blocks.
     if triton_interpreted():
         return [triton.Config({"BV": 16}, num_warps=4, num_stages=1)]
     return [triton.Config({"BV": bv}, num_warps=w) for bv, w in ((16, 2), (16, 4), (32, 4), (32, 8))]
@@ -73,13 +73,24 @@ def _delta_rule_fused_recurrent_fwd(
     bos = i_b.to(tl.int64) * T * H + i_h  # row (b, t = 0, h) of the [B·T·H, D] views
     p_k = bos * K + o_k
     p_v = bos * V + o_v
-    for _ in range(T):
-        b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32)
-        b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
-        b_g = tl.load(g + p_k, mask=m_k, other=0.0).to(tl.float32)
-        b_a = tl.load(a + p_k, mask=m_k, other=0.0).to(tl.float32)
-        b_b = tl.load(b + p_k, mask=m_k, other=0.0).to(tl.float32)
-        b_v = tl.load(v + p_v, mask=m_v, other=0.0).to(tl.float32)
+    # Step t + 1's inputs are loaded while step t computes: they do not depend on the state, and
+    # without the prefetch every step waits a full memory latency before its first multiply.
+    n_q = tl.load(q + p_k, mask=m_k & (T > 0), other=0.0)
+    n_k = tl.load(k + p_k, mask=m_k & (T > 0), other=0.0)
+    n_g = tl.load(g + p_k, mask=m_k & (T > 0), other=0.0)
+    n_a = tl.load(a + p_k, mask=m_k & (T > 0), other=0.0)
+    n_b = tl.load(b + p_k, mask=m_k & (T > 0), other=0.0)
+    n_v = tl.load(v + p_v, mask=m_v & (T > 0), other=0.0)
+    for t in range(T):
+        b_q, b_k, b_g, b_a, b_b, b_v = n_q.to(tl.float32), n_k.to(tl.float32), n_g.to(tl.float32), n_a.to(tl.float32), \
+            n_b.to(tl.float32), n_v.to(tl.float32)
+        m_n = t + 1 < T
+        n_q = tl.load(q + p_k + H * K, mask=m_k & m_n, other=0.0)
+        n_k = tl.load(k + p_k + H * K, mask=m_k & m_n, other=0.0)
+        n_g = tl.load(g + p_k + H * K, mask=m_k & m_n, other=0.0)
+        n_a = tl.load(a + p_k + H * K, mask=m_k & m_n, other=0.0)
+        n_b = tl.load(b + p_k + H * K, mask=m_k & m_n, other=0.0)
+        n_v = tl.load(v + p_v + H * V, mask=m_v & m_n, other=0.0)
         # u reads the *undecayed* state (RWKV-7); masked rows load a = 0 and contribute nothing
         b_u = tl.sum(b_a[:, None] * b_s, axis=0)
         b_s = b_s * tl.exp(b_g)[:, None] + b_b[:, None] * b_u[None, :] + b_k[:, None] * b_v[None, :]
