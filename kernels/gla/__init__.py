@@ -3,9 +3,9 @@
 ``chunk_gla`` runs whole sequences (training, prefill); ``gla_step`` one decode step in place.
 Layouts: ``[B, T, H, D]`` activations, ``[B, T, H, K]`` log-decay, ``[B, H, K, V]`` fp32 state.
 ``impl="triton"`` loads ``kernels.gla.triton_chunk`` / ``kernels.gla.triton_step`` lazily; ``"auto"`` on CUDA
-uses them (both exist: Triton forward + decode step; the chunk backward recomputes through the reference,
-see ``kernels/gla/triton_chunk.py``). :func:`resolve_available_impl` stays for ops whose Triton module is
-still missing (``kernels.delta_rule``).
+uses them (both exist: the chunk scan has a Triton forward and a Triton backward,
+``kernels/gla/triton_chunk_bwd.py``, that recomputes the chunk-entry states; the decode step is Triton too).
+:func:`resolve_available_impl` stays for ops whose Triton module is still missing (``kernels.delta_rule``).
 """
 
 from __future__ import annotations

@@ -18,9 +18,8 @@ No factor is ever ``exp`` of a positive number, so strong decays and long chunks
 products take the inputs' dtype (bf16 → tensor cores, fp32 accumulate); fp32 inputs use IEEE fp32
 products so the fp32 path matches the reference to ~1e-6.
 
-Backward (fallback, not a Triton kernel yet): :class:`_ChunkGLAFn` recomputes the forward through the
-reference :func:`naive_chunk_gla` under autograd inside ``backward`` — correct (it is the reference's
-gradient) but with the reference's speed and memory; documented in kernels/NOTES.md.
+Backward: Triton kernels in :mod:`kernels.gla.triton_chunk_bwd` (:class:`ChunkGLAFunction`); the forward saves
+only its inputs and the backward recomputes ``h`` with :func:`chunk_gla_states`.
 """
 
 from __future__ import annotations
@@ -31,10 +30,9 @@ import triton.language as tl
 from torch import Tensor
 
 from kernels._dispatch import triton_interpreted
-from kernels._fallback import with_reference_backward
-from kernels.gla.naive import check_gated, naive_chunk_gla, pad_time
+from kernels.gla.naive import check_gated, pad_time
 
-__all__ = ["triton_chunk_gla", "chunk_gla_fwd", "CHUNK"]
+__all__ = ["triton_chunk_gla", "chunk_gla_fwd", "chunk_gla_states", "chunk_local_cumsum", "CHUNK"]
 
 CHUNK = 64
 SUB_CHUNK = 16
@@ -144,46 +142,71 @@ def _gla_chunk_output(
             tl.store(p_o, acc.to(o.dtype.element_ty), mask=m_i[:, None] & m_v[None, :])
 
 
+def prepare_inputs(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """q, k, v contiguous and of q's dtype (the dtype every matrix product of the scan runs in)."""
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        k, v = k.to(q.dtype), v.to(q.dtype)
+    return q, k, v
+
+
+def chunk_local_cumsum(g: Tensor) -> Tensor:
+    """In-chunk inclusive cumulative log-decay ``G [B, NT·BT, H, K]`` fp32, padded to whole chunks with a zero
+    log-decay (``G`` flat over the padding, so every padded step leaves the state as it was)."""
+    B, T, H, K = g.shape
+    NT = triton.cdiv(T, CHUNK)
+    return pad_time(g.float(), NT * CHUNK - T).view(B, NT, CHUNK, H, K).cumsum(2).view(B, NT * CHUNK, H, K).contiguous()
+
+
+def chunk_gla_states(
+    k: Tensor, v: Tensor, G: Tensor, initial_state: Tensor | None, output_final_state: bool
+) -> tuple[Tensor, Tensor | None]:
+    """The state entering every chunk, ``h [B, H, NT, K, V]`` in k's dtype, and the final state (fp32 or None).
+
+    Args:
+        k, v: from :func:`prepare_inputs`. G: from :func:`chunk_local_cumsum`. initial_state: ``[B, H, K, V]`` or None.
+    The backward calls this to recompute ``h`` instead of keeping it from the forward.
+    """
+    B, T, H, K = k.shape
+    V = v.shape[-1]
+    NT = triton.cdiv(T, CHUNK)
+    # Chunk-entry states in the inputs' dtype (bf16 halves the largest traffic term), as for SSD.
+    h = torch.empty(B, H, NT, K, V, device=k.device, dtype=k.dtype)
+    h0 = initial_state.float().contiguous() if initial_state is not None else None
+    hT = torch.empty(B, H, K, V, device=k.device, dtype=torch.float32) if output_final_state else None
+    BKs = min(64, max(16, triton.next_power_of_2(K)))
+    _gla_chunk_states[lambda meta: (triton.cdiv(K, BKs), triton.cdiv(V, meta["BV"]), B * H)](
+        k, v, G, h, h0, hT, T, NT, H=H, K=K, V=V, BT=CHUNK, BK=BKs,
+        HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=k.dtype == torch.float32,
+    )
+    return h, hT
+
+
+def check_k(K: int) -> None:
+    if K > 256:
+        raise ValueError(f"chunk_gla: K={K} > 256 is not supported by the Triton kernel (one K tile per program)")
+
+
 def chunk_gla_fwd(
     q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float, initial_state: Tensor | None, output_final_state: bool
 ) -> tuple[Tensor, Tensor | None]:
     """Forward only (no autograd). Shapes as :func:`triton_chunk_gla`."""
     check_gated(q, k, v, g, "chunk_gla")
+    check_k(q.shape[-1])
     out_dtype = v.dtype
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    if k.dtype != q.dtype or v.dtype != q.dtype:
-        k, v = k.to(q.dtype), v.to(q.dtype)
+    q, k, v = prepare_inputs(q, k, v)
     B, T, H, K = q.shape
     V = v.shape[-1]
-    if K > 256:
-        raise ValueError(f"chunk_gla: K={K} > 256 is not supported by the Triton kernel (one K tile per program)")
-    BT, BC = CHUNK, SUB_CHUNK
-    NT = triton.cdiv(T, BT)
-    # In-chunk inclusive cumulative log-decay, fp32, padded to NT·BT steps (flat over the padding).
-    G = pad_time(g.float(), NT * BT - T).view(B, NT, BT, H, K).cumsum(2).view(B, NT * BT, H, K).contiguous()
-    is_fp32 = q.dtype == torch.float32
-    # Chunk-entry states in the inputs' dtype (bf16 halves the largest traffic term), as for SSD.
-    h = torch.empty(B, H, NT, K, V, device=q.device, dtype=q.dtype)
-    h0 = initial_state.float().contiguous() if initial_state is not None else None
-    hT = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if output_final_state else None
-    BKs = min(64, max(16, triton.next_power_of_2(K)))
-    _gla_chunk_states[lambda meta: (triton.cdiv(K, BKs), triton.cdiv(V, meta["BV"]), B * H)](
-        k, v, G, h, h0, hT, T, NT, H=H, K=K, V=V, BT=BT, BK=BKs,
-        HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=is_fp32,
-    )
+    NT = triton.cdiv(T, CHUNK)
+    G = chunk_local_cumsum(g)
+    h, hT = chunk_gla_states(k, v, G, initial_state, output_final_state)
     o = torch.empty(B, T, H, V, device=q.device, dtype=out_dtype)
     BK = max(16, triton.next_power_of_2(K))
     _gla_chunk_output[lambda meta: (triton.cdiv(V, meta["BV"]), NT, B * H)](
-        q, k, v, G, h, o, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BK, IS_FP32=is_fp32,
+        q, k, v, G, h, o, float(scale), T, NT, H=H, K=K, V=V, BT=CHUNK, BC=SUB_CHUNK, BK=BK,
+        IS_FP32=q.dtype == torch.float32,
     )
     return o, hT
-
-
-# Backward: the documented fallback, the reference's own gradient recomputed (see module docstring).
-_ChunkGLAFn = with_reference_backward(
-    chunk_gla_fwd,
-    lambda q, k, v, g, scale, h0, out_final: naive_chunk_gla(q, k, v, g, scale, h0, out_final, CHUNK, SUB_CHUNK),
-)
 
 
 def triton_chunk_gla(
@@ -195,7 +218,7 @@ def triton_chunk_gla(
     initial_state: Tensor | None = None,
     output_final_state: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
-    """Chunked GLA with a Triton forward (chunk 64, sub-chunk 16) and a reference-recompute backward.
+    """Chunked GLA with a Triton forward and a Triton backward (chunk 64, sub-chunk 16).
 
     Args:
         q, k: ``[B, T, H, K]`` (K ≤ 256). v: ``[B, T, H, V]``. g: ``[B, T, H, K]`` log-decay (≤ 0).
@@ -203,4 +226,7 @@ def triton_chunk_gla(
     Returns:
         o ``[B, T, H, V]`` in v's dtype, final state ``[B, H, K, V]`` fp32 (or None).
     """
-    return _ChunkGLAFn.apply(q, k, v, g, scale, initial_state, output_final_state)
+    # Imported here: the backward module imports this one's kernels and helpers.
+    from kernels.gla.triton_chunk_bwd import ChunkGLAFunction
+
+    return ChunkGLAFunction.apply(q, k, v, g, scale, initial_state, output_final_state)

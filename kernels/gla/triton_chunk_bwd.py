@@ -1,0 +1,332 @@
+"""Triton backward of the chunked GLA scan (:mod:`kernels.gla.triton_chunk`).
+
+Per (batch, head), chunk ``n`` of ``BT = 64`` steps with in-chunk cumulative log-decay ``G`` (``G_L`` its
+last row), entering state ``h_n`` and ``dh_{n+1}`` the gradient of the state *leaving* chunk ``n``:
+
+    o_t      = scale · [(q_t ⊙ e^{G_t})ᵀ h_n + Σ_{s≤t} A_ts v_s],   A_ts = Σ_k q_tk k_sk e^{G_tk − G_sk}
+    h_{n+1}  = diag(e^{G_L}) h_n + Σ_s (k_s ⊙ e^{G_L − G_s}) v_sᵀ
+
+Four launches (plus two small torch passes: ``G`` and the dg carry):
+
+1. ``chunk_gla_states`` recomputes ``h`` (and the fp32 final state when ``dhT`` is given) — nothing but the
+   inputs is saved by the forward.
+2. ``_gla_bwd_dh``: one program per (K block, V block, batch·head) walks the chunks backwards, storing
+   ``dh[n] = dh_{n+1}`` (inputs' dtype) and ``dh_n = diag(e^{G_L}) dh_{n+1} + scale (q ⊙ e^G)ᵀ do``;
+   the last one is ``dh0`` (fp32).
+3. ``_gla_bwd_dv``: one program per (V block, 16-row sub-chunk, batch·head):
+   ``dv_j = (k_j ⊙ e^{G_L − G_j}) dh[n] + scale · [Σ_{i>j} A_ijᵀ do_i + A_jjᵀ do_j]``.
+4. ``_gla_bwd_dqk``: one program per (sub-chunk, batch·head) with the whole K tile, V in blocks:
+   ``dq_i = scale · e^{G_i} ⊙ (do_i h[n]ᵀ) + Σ_{j≤i} dA_ij (k_j ⊙ e^{G_i − G_j})``,
+   ``dk_i = e^{G_L − G_i} ⊙ (v_i dh[n]ᵀ) + Σ_{j≥i} dA_jiᵀ (q_j ⊙ e^{G_j − G_i})``, ``dA = scale · do vᵀ``;
+   then ``q_i ⊙ dq_i − k_i ⊙ dk_i`` (fp32) reverse-summed inside the sub-chunk, for ``dg``.
+
+Off-diagonal sub-chunk pairs refer both factors to ``G`` at a row between them (``G`` is non-increasing,
+so both exponents are ≤ 0); diagonal blocks mask the pairwise difference to ``-inf`` before the exp.
+
+``dg``: with the global cumulative decay ``Γ_t = Σ_{τ≤t} g_τ`` the scan reads ``o_t = scale Σ_{s≤t}
+(q_t e^{Γ_t})·(k_s e^{−Γ_s}) v_s + scale (q_t e^{Γ_t})ᵀ h0`` and ``hT = diag(e^{Γ_T}) (h0 + Σ_s (k_s e^{−Γ_s})
+v_sᵀ)``, so ``∂L/∂Γ_t = q_t ⊙ dq_t − k_t ⊙ dk_t`` plus ``Σ_v hT ⊙ dhT`` at the last step, and
+``dg_t = Σ_{τ≥t} ∂L/∂Γ_τ``: the kernel's in-sub-chunk suffix sums plus, in torch, the suffix over later
+sub-chunks' totals and the final-state term.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from kernels.gla.naive import check_gated
+from kernels.gla.triton_chunk import (
+    CHUNK,
+    SUB_CHUNK,
+    _configs,
+    _dot,
+    check_k,
+    chunk_gla_fwd,
+    chunk_gla_states,
+    chunk_local_cumsum,
+    prepare_inputs,
+)
+
+__all__ = ["ChunkGLAFunction", "chunk_gla_bwd"]
+
+
+@triton.autotune(configs=_configs(((32, 4), (64, 4))), key=["K", "V", "BK", "IS_FP32"])
+@triton.jit
+def _gla_bwd_dh(
+    q, do, G, dh, dhT, dh0, scale, T, NT,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_FP32: tl.constexpr,
+):
+    i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    TP = NT * BT
+    o_k = i_k * BK + tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k, m_v = o_k < K, o_v < V
+    m_kv = m_k[:, None] & m_v[None, :]
+    b_dh = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_DHT:
+        b_dh += tl.load(dhT + i_bh * K * V + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0)
+    o_t = tl.arange(0, BT)
+    for i_r in range(NT):
+        i_n = NT - 1 - i_r
+        tl.store(dh + ((i_bh * NT + i_n) * K + o_k[:, None]) * V + o_v[None, :], b_dh.to(dh.dtype.element_ty), mask=m_kv)
+        t = i_n * BT + o_t
+        m_t = t < T
+        # q and G as [BK, BT] (transposed), do as [BT, BV]; padded steps load q = do = 0.
+        b_q = tl.load(q + ((i_b * T + t[None, :]) * H + i_h) * K + o_k[:, None], mask=m_t[None, :] & m_k[:, None], other=0.0)
+        b_G = tl.load(G + ((i_b * TP + t[None, :]) * H + i_h) * K + o_k[:, None], mask=m_k[:, None], other=0.0)
+        b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        b_do = tl.load(do + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
+        b_qg = (b_q.to(tl.float32) * tl.exp(b_G) * scale).to(b_q.dtype)
+        b_dh = b_dh * tl.exp(b_Gl)[:, None] + _dot(b_qg, b_do, IS_FP32)
+    if STORE_DH0:
+        tl.store(dh0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_dh, mask=m_kv)
+
+
+@triton.autotune(configs=_configs(((64, 4), (128, 8))), key=["K", "V", "BK", "IS_FP32"])
+@triton.jit
+def _gla_bwd_dv(
+    q, k, G, do, dh, dv, scale, T, NT,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, IS_FP32: tl.constexpr,
+):
+    i_v, i_s, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    NC: tl.constexpr = BT // BC
+    i_n, i_c = i_s // NC, i_s % NC
+    TP = NT * BT
+    t0 = i_n * BT + i_c * BC
+    if t0 < T:
+        o_k = tl.arange(0, BK)
+        m_k = o_k < K
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        o_c = tl.arange(0, BC)
+        t_j = t0 + o_c
+        m_j = t_j < T
+        b_k = tl.load(k + ((i_b * T + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_j[:, None] & m_k[None, :], other=0.0)
+        b_k = b_k.to(tl.float32)
+        b_Gj = tl.load(G + ((i_b * TP + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        b_dh = tl.load(dh + ((i_bh * NT + i_n) * K + o_k[:, None]) * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
+        acc = _dot((b_k * tl.exp(b_Gl[None, :] - b_Gj)).to(b_dh.dtype), b_dh, IS_FP32)
+        # later sub-chunks i > j, both factors referred to G at this sub-chunk's last row
+        b_Gr = tl.load(G + ((i_b * TP + t0 + BC - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        b_kr = (b_k * tl.exp(b_Gr[None, :] - b_Gj)).to(do.dtype.element_ty)
+        acc_a = tl.zeros([BC, BV], dtype=tl.float32)
+        for i_i in range(i_c + 1, NC):
+            t_i = i_n * BT + i_i * BC + o_c
+            m_i = t_i < T
+            b_qi = tl.load(q + ((i_b * T + t_i[None, :]) * H + i_h) * K + o_k[:, None], mask=m_i[None, :] & m_k[:, None], other=0.0)
+            b_Gi = tl.load(G + ((i_b * TP + t_i[None, :]) * H + i_h) * K + o_k[:, None], mask=m_k[:, None], other=0.0)
+            b_qr = (b_qi.to(tl.float32) * tl.exp(b_Gi - b_Gr[:, None])).to(do.dtype.element_ty)
+            b_At = _dot(b_kr, b_qr, IS_FP32)  # A_ijᵀ, [BC (j), BC (i)]
+            b_do = tl.load(do + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
+            acc_a += _dot(b_At.to(b_do.dtype), b_do, IS_FP32)
+        # diagonal sub-chunk: Aᵀ[b, a] = Σ_k k_bk q_ak exp(G_ak − G_bk) for a ≥ b, built row a of A at a time
+        b_At = tl.zeros([BC, BC], dtype=tl.float32)
+        for a in range(BC):
+            t_a = t0 + a
+            b_qa = tl.load(q + ((i_b * T + t_a) * H + i_h) * K + o_k, mask=m_k & (t_a < T), other=0.0).to(tl.float32)
+            b_Ga = tl.load(G + ((i_b * TP + t_a) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+            diff = tl.where(o_c[:, None] <= a, b_Ga[None, :] - b_Gj, float("-inf"))
+            b_s = tl.sum(b_k * b_qa[None, :] * tl.exp(diff), axis=1)
+            b_At += tl.where(o_c[None, :] == a, b_s[:, None], 0.0)
+        b_doj = tl.load(do + ((i_b * T + t_j[:, None]) * H + i_h) * V + o_v[None, :], mask=m_j[:, None] & m_v[None, :], other=0.0)
+        acc_a += _dot(b_At.to(b_doj.dtype), b_doj, IS_FP32)
+        acc += scale * acc_a
+        p_dv = dv + ((i_b * T + t_j[:, None]) * H + i_h) * V + o_v[None, :]
+        tl.store(p_dv, acc.to(dv.dtype.element_ty), mask=m_j[:, None] & m_v[None, :])
+
+
+@triton.autotune(configs=_configs(((32, 4), (64, 4))), key=["K", "V", "BK", "IS_FP32"])
+@triton.jit
+def _gla_bwd_dqk(
+    q, k, v, G, h, do, dh, dq, dk, dgl, scale, T, NT,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, IS_FP32: tl.constexpr,
+):
+    i_s, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NC: tl.constexpr = BT // BC
+    i_n, i_c = i_s // NC, i_s % NC
+    TP = NT * BT
+    t0 = i_n * BT + i_c * BC
+    # Sub-chunks past T still run (all loads masked to zero) so that their dg rows are written as zeros.
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    o_c = tl.arange(0, BC)
+    t_i = t0 + o_c
+    m_i = t_i < T
+    m_ik = m_i[:, None] & m_k[None, :]
+    b_q = tl.load(q + ((i_b * T + t_i[:, None]) * H + i_h) * K + o_k[None, :], mask=m_ik, other=0.0).to(tl.float32)
+    b_k = tl.load(k + ((i_b * T + t_i[:, None]) * H + i_h) * K + o_k[None, :], mask=m_ik, other=0.0).to(tl.float32)
+    b_Gi = tl.load(G + ((i_b * TP + t_i[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+    b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+    # inter-chunk parts (entering state h[n], leaving-state gradient dh[n]) and the diagonal block's dA
+    b_dq = tl.zeros([BC, BK], dtype=tl.float32)
+    b_dk = tl.zeros([BC, BK], dtype=tl.float32)
+    b_dA = tl.zeros([BC, BC], dtype=tl.float32)
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        p_hv = ((i_bh * NT + i_n) * K + o_k[None, :]) * V + o_v[:, None]  # [BV, BK] (transposed)
+        b_h = tl.load(h + p_hv, mask=m_v[:, None] & m_k[None, :], other=0.0)
+        b_dh = tl.load(dh + p_hv, mask=m_v[:, None] & m_k[None, :], other=0.0)
+        b_do = tl.load(do + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
+        b_v = tl.load(v + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
+        b_dq += _dot(b_do, b_h, IS_FP32)
+        b_dk += _dot(b_v, b_dh, IS_FP32)
+        b_dA += _dot(b_do, tl.trans(b_v), IS_FP32)
+    b_dq = b_dq * scale * tl.exp(b_Gi)
+    b_dk = b_dk * tl.exp(b_Gl[None, :] - b_Gi)
+    # earlier sub-chunks j < i, both factors referred to G at this sub-chunk's first row
+    b_Gr = tl.load(G + ((i_b * TP + t0) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+    acc = tl.zeros([BC, BK], dtype=tl.float32)
+    for j_c in range(i_c):
+        t_j = i_n * BT + j_c * BC + o_c
+        b_dAj = tl.zeros([BC, BC], dtype=tl.float32)
+        for i_v in range(tl.cdiv(V, BV)):
+            o_v = i_v * BV + tl.arange(0, BV)
+            m_v = o_v < V
+            b_do = tl.load(do + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
+            b_vj = tl.load(v + ((i_b * T + t_j[None, :]) * H + i_h) * V + o_v[:, None], mask=m_v[:, None] & (t_j[None, :] < T), other=0.0)
+            b_dAj += _dot(b_do, b_vj, IS_FP32)
+        b_kj = tl.load(k + ((i_b * T + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=(t_j[:, None] < T) & m_k[None, :], other=0.0)
+        b_Gj = tl.load(G + ((i_b * TP + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        b_kr = (b_kj.to(tl.float32) * tl.exp(b_Gr[None, :] - b_Gj)).to(k.dtype.element_ty)
+        acc += _dot(b_dAj.to(k.dtype.element_ty), b_kr, IS_FP32)
+    b_dq += scale * tl.exp(b_Gi - b_Gr[None, :]) * acc
+    # later sub-chunks j > i, both factors referred to G at this sub-chunk's last row
+    b_Gr = tl.load(G + ((i_b * TP + t0 + BC - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+    acc = tl.zeros([BC, BK], dtype=tl.float32)
+    for j_c in range(i_c + 1, NC):
+        t_j = i_n * BT + j_c * BC + o_c
+        m_j = t_j < T
+        b_dAt = tl.zeros([BC, BC], dtype=tl.float32)  # dA_jiᵀ, [BC (i), BC (j)]
+        for i_v in range(tl.cdiv(V, BV)):
+            o_v = i_v * BV + tl.arange(0, BV)
+            m_v = o_v < V
+            b_v = tl.load(v + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
+            b_doj = tl.load(do + ((i_b * T + t_j[None, :]) * H + i_h) * V + o_v[:, None], mask=m_v[:, None] & m_j[None, :], other=0.0)
+            b_dAt += _dot(b_v, b_doj, IS_FP32)
+        b_qj = tl.load(q + ((i_b * T + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_j[:, None] & m_k[None, :], other=0.0)
+        b_Gj = tl.load(G + ((i_b * TP + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        b_qr = (b_qj.to(tl.float32) * tl.exp(b_Gj - b_Gr[None, :])).to(q.dtype.element_ty)
+        acc += _dot(b_dAt.to(q.dtype.element_ty), b_qr, IS_FP32)
+    b_dk += scale * tl.exp(b_Gr[None, :] - b_Gi) * acc
+    # diagonal sub-chunk, one key row b at a time: the pairwise decays are masked before the exp. The a = b
+    # terms (dA_aa q_a k_a, decay e⁰) add the same amount to q ⊙ dq and k ⊙ dk, so they are left out of
+    # ∂L/∂Γ and added to dq, dk afterwards: with strong decays they dominate and would cancel in rounding.
+    b_dA = b_dA * scale
+    b_dd = tl.sum(tl.where(o_c[:, None] == o_c[None, :], b_dA, 0.0), axis=1)
+    b_dA = tl.where(o_c[:, None] > o_c[None, :], b_dA, 0.0)
+    for b in range(BC):
+        t_b = t0 + b
+        b_kb = tl.load(k + ((i_b * T + t_b) * H + i_h) * K + o_k, mask=m_k & (t_b < T), other=0.0).to(tl.float32)
+        b_Gb = tl.load(G + ((i_b * TP + t_b) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        b_e = tl.exp(tl.where(o_c[:, None] > b, b_Gi - b_Gb[None, :], float("-inf")))  # [BC (a), BK]
+        b_col = tl.sum(tl.where(o_c[None, :] == b, b_dA, 0.0), axis=1)  # dA[:, b]
+        b_dq += b_col[:, None] * b_kb[None, :] * b_e
+        b_row = tl.sum(b_col[:, None] * b_q * b_e, axis=0)
+        b_dk += tl.where(o_c[:, None] == b, b_row[None, :], 0.0)
+    # ∂L/∂Γ = q ⊙ dq − k ⊙ dk, from the fp32 accumulators, summed from the end of the sub-chunk
+    b_dg = tl.cumsum(b_q * b_dq - b_k * b_dk, axis=0, reverse=True)
+    tl.store(dgl + ((i_b * TP + t_i[:, None]) * H + i_h) * K + o_k[None, :], b_dg, mask=m_k[None, :])
+    b_dq += b_dd[:, None] * b_k
+    b_dk += b_dd[:, None] * b_q
+    p = ((i_b * T + t_i[:, None]) * H + i_h) * K + o_k[None, :]
+    tl.store(dq + p, b_dq.to(dq.dtype.element_ty), mask=m_ik)
+    tl.store(dk + p, b_dk.to(dk.dtype.element_ty), mask=m_ik)
+
+
+def chunk_gla_bwd(
+    q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float, initial_state: Tensor | None, do: Tensor, dhT: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """Gradients of :func:`kernels.gla.triton_chunk.chunk_gla_fwd` (no autograd needed).
+
+    Args:
+        q, k: ``[B, T, H, K]`` (K ≤ 256). v: ``[B, T, H, V]``. g: ``[B, T, H, K]`` log-decay.
+        scale, initial_state (``[B, H, K, V]`` or None): as in the forward.
+        do: ``[B, T, H, V]`` gradient of o. dhT: ``[B, H, K, V]`` gradient of the final state, or None.
+    Returns:
+        dq, dk, dv in the dtypes of q, k, v; dg ``[B, T, H, K]`` in g's dtype (fp32 inside);
+        dh0 ``[B, H, K, V]`` in initial_state's dtype, or None without an initial state.
+    """
+    check_gated(q, k, v, g, "chunk_gla_bwd")
+    check_k(q.shape[-1])
+    dtypes = q.dtype, k.dtype, v.dtype, g.dtype
+    q, k, v = prepare_inputs(q, k, v)
+    do = do.contiguous().to(q.dtype)
+    dhT = dhT.float().contiguous() if dhT is not None else None
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    BT, BC = CHUNK, SUB_CHUNK
+    NT, NC = triton.cdiv(T, BT), BT // BC
+    is_fp32 = q.dtype == torch.float32
+    G = chunk_local_cumsum(g)
+    # hT (fp32) only feeds dg's final-state term, so it is recomputed only when dhT is given.
+    h, hT = chunk_gla_states(k, v, G, initial_state, dhT is not None)
+
+    dh = torch.empty_like(h)
+    dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if initial_state is not None else None
+    BKs = min(64, max(16, triton.next_power_of_2(K)))
+    _gla_bwd_dh[lambda meta: (triton.cdiv(K, BKs), triton.cdiv(V, meta["BV"]), B * H)](
+        q, do, G, dh, dhT, dh0, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BK=BKs,
+        HAS_DHT=dhT is not None, STORE_DH0=dh0 is not None, IS_FP32=is_fp32,
+    )
+
+    BK = max(16, triton.next_power_of_2(K))
+    dv = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
+    _gla_bwd_dv[lambda meta: (triton.cdiv(V, meta["BV"]), NT * NC, B * H)](
+        q, k, G, do, dh, dv, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BK, IS_FP32=is_fp32,
+    )
+
+    dq = torch.empty_like(q)
+    dk = torch.empty_like(k)
+    dgl = torch.empty(B, NT * BT, H, K, device=q.device, dtype=torch.float32)
+    _gla_bwd_dqk[(NT * NC, B * H)](
+        q, k, v, G, h, do, dh, dq, dk, dgl, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BK, IS_FP32=is_fp32,
+    )
+
+    # dg_t = Σ_{τ≥t} ∂L/∂Γ_τ (+ the final-state term): the kernel summed inside each sub-chunk (row 0 holds
+    # the sub-chunk's total); add the totals of all later sub-chunks.
+    dgl = dgl.view(B, NT * NC, BC, H, K)
+    later = dgl[:, :, 0].flip(1).cumsum(1).flip(1)[:, 1:]
+    carry = torch.cat([later, torch.zeros_like(later[:, :1])], dim=1)
+    if dhT is not None:
+        carry = carry + (hT * dhT).sum(-1)[:, None]
+    dg = (dgl + carry[:, :, None]).view(B, NT * BT, H, K)[:, :T]
+
+    dq, dk, dv, dg = dq.to(dtypes[0]), dk.to(dtypes[1]), dv.to(dtypes[2]), dg.to(dtypes[3])
+    if dh0 is not None:
+        dh0 = dh0.to(initial_state.dtype)
+    return dq, dk, dv, dg, dh0
+
+
+class ChunkGLAFunction(torch.autograd.Function):
+    """Triton forward (:func:`chunk_gla_fwd`) and Triton backward (:func:`chunk_gla_bwd`).
+
+    The forward saves its inputs only; the backward recomputes the chunk-entry states.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, g, scale, initial_state, output_final_state):
+        o, hT = chunk_gla_fwd(q, k, v, g, scale, initial_state, output_final_state)
+        ctx.save_for_backward(q, k, v, g, initial_state)
+        ctx.scale = scale
+        # Unused outputs then arrive as None instead of zero tensors (no dhT term, no zeros read).
+        ctx.set_materialize_grads(False)
+        return o, hT
+
+    @staticmethod
+    def backward(ctx, do, dhT):
+        q, k, v, g, h0 = ctx.saved_tensors
+        if do is None:
+            do = torch.zeros_like(v)
+        dq, dk, dv, dg, dh0 = chunk_gla_bwd(q, k, v, g, ctx.scale, h0, do, dhT)
+        return dq, dk, dv, dg, None, dh0, None
