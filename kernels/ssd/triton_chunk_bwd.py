@@ -52,6 +52,15 @@ def _chunk_configs():
     return [triton.Config({"BV": bv}, num_warps=w, num_stages=2) for bv in (32, 64) for w in (4, 8)]
 
 
+def _fp32_one_config(configs, named_args, **kwargs):
+    # fp32 products run as IEEE FMA loops (no tensor cores) whose operands live in registers: at 4 warps or
+    # BV = 64 the dq/dk/dg kernel spills kilobytes and takes up to ~25 s to compile for sm_90 (ptxas, checked
+    # on the CPU). fp32 is the precision path, not the fast one: tune it to the one config that stays small.
+    if kwargs.get("IS_FP32"):
+        return [c for c in configs if c.kwargs["BV"] == 32 and c.num_warps == 8] or configs[:1]
+    return configs
+
+
 @triton.autotune(configs=_dh_configs(), key=["K", "V", "BT", "IS_FP32"])
 @triton.jit
 def _ssd_chunk_bwd_dh(
@@ -89,7 +98,7 @@ def _ssd_chunk_bwd_dh(
         tl.store(dh0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_dh, mask=m_kv)
 
 
-@triton.autotune(configs=_chunk_configs(), key=["K", "V", "BT", "BK", "IS_FP32"])
+@triton.autotune(configs=_chunk_configs(), key=["K", "V", "BT", "BK", "IS_FP32"], prune_configs_by={"early_config_prune": _fp32_one_config})
 @triton.jit
 def _ssd_chunk_bwd_dv(
     q, k, g, do, dh, dv, scale, T, NT,
@@ -133,7 +142,7 @@ def _ssd_chunk_bwd_dv(
     tl.store(p_dv, b_dv.to(dv.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
 
 
-@triton.autotune(configs=_chunk_configs(), key=["K", "V", "BT", "BK", "IS_FP32"])
+@triton.autotune(configs=_chunk_configs(), key=["K", "V", "BT", "BK", "IS_FP32"], prune_configs_by={"early_config_prune": _fp32_one_config})
 @triton.jit
 def _ssd_chunk_bwd_dqkg(
     q, k, v, g, h, do, dh, dq, dk, dg, scale, T, NT, B,

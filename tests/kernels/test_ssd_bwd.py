@@ -6,7 +6,7 @@ import pytest
 import torch
 from _kernel_util import assert_close, grads
 
-from kernels.ssd import naive_chunk_ssd, naive_recurrent_ssd
+from kernels.ssd import chunk_ssd, naive_chunk_ssd, naive_recurrent_ssd
 from kernels.ssd.triton_chunk import CHUNK
 from kernels.ssd.triton_chunk_bwd import ChunkSSDFunction, triton_chunk_ssd_bwd
 
@@ -88,6 +88,13 @@ def test_only_some_inputs_need_grad(device):
     v_ref = v.detach().clone().requires_grad_()
     naive_recurrent_ssd(q, k, v_ref, g, 1.0, None, False)[0].sum().backward()
     assert_close("dv", v.grad, v_ref.grad, FP32_TOL)
+
+
+def test_public_op_uses_triton_backward(device):
+    """``chunk_ssd(impl="triton")`` differentiates through :class:`ChunkSSDFunction`, not the reference."""
+    q, k, v, g, h0 = _inputs(1, 5, 1, 16, 16, True, device)
+    o, _ = chunk_ssd(q, k, v, g, 1.0, h0, impl="triton")
+    assert "ChunkSSDFunction" in type(o.grad_fn).__name__
 
 
 @pytest.mark.gpu
