@@ -143,7 +143,8 @@ def _gla_bwd_dv(
         tl.store(p_dv, acc.to(dv.dtype.element_ty), mask=m_j[:, None] & m_v[None, :])
 
 
-@triton.autotune(configs=_configs(((32, 4), (64, 4))), key=["K", "V", "BK", "IS_FP32"])
+# 8 warps: the program holds several [16, K] fp32 tiles (4 warps spilled at K = 128 when compiled for sm_90).
+@triton.autotune(configs=_configs(((32, 8), (64, 8))), key=["K", "V", "BK", "IS_FP32"])
 @triton.jit
 def _gla_bwd_dqk(
     q, k, v, G, h, do, dh, dq, dk, dgl, scale, T, NT,
@@ -163,8 +164,7 @@ def _gla_bwd_dqk(
     t_i = t0 + o_c
     m_i = t_i < T
     m_ik = m_i[:, None] & m_k[None, :]
-    b_q = tl.load(q + ((i_b * T + t_i[:, None]) * H + i_h) * K + o_k[None, :], mask=m_ik, other=0.0).to(tl.float32)
-    b_k = tl.load(k + ((i_b * T + t_i[:, None]) * H + i_h) * K + o_k[None, :], mask=m_ik, other=0.0).to(tl.float32)
+    p_ik = ((i_b * T + t_i[:, None]) * H + i_h) * K + o_k[None, :]
     b_Gi = tl.load(G + ((i_b * TP + t_i[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
     b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
     # inter-chunk parts (entering state h[n], leaving-state gradient dh[n]) and the diagonal block's dA
@@ -222,6 +222,8 @@ def _gla_bwd_dqk(
     # diagonal sub-chunk, one key row b at a time: the pairwise decays are masked before the exp. The a = b
     # terms (dA_aa q_a k_a, decay e⁰) add the same amount to q ⊙ dq and k ⊙ dk, so they are left out of
     # ∂L/∂Γ and added to dq, dk afterwards: with strong decays they dominate and would cancel in rounding.
+    # q and k of these rows are loaded only now: fewer [BC, BK] tiles live across the loops above (spills)
+    b_q = tl.load(q + p_ik, mask=m_ik, other=0.0).to(tl.float32)
     b_dA = b_dA * scale
     b_dd = tl.sum(tl.where(o_c[:, None] == o_c[None, :], b_dA, 0.0), axis=1)
     b_dA = tl.where(o_c[:, None] > o_c[None, :], b_dA, 0.0)
@@ -235,13 +237,13 @@ def _gla_bwd_dqk(
         b_row = tl.sum(b_col[:, None] * b_q * b_e, axis=0)
         b_dk += tl.where(o_c[:, None] == b, b_row[None, :], 0.0)
     # ∂L/∂Γ = q ⊙ dq − k ⊙ dk, from the fp32 accumulators, summed from the end of the sub-chunk
+    b_k = tl.load(k + p_ik, mask=m_ik, other=0.0).to(tl.float32)
     b_dg = tl.cumsum(b_q * b_dq - b_k * b_dk, axis=0, reverse=True)
     tl.store(dgl + ((i_b * TP + t_i[:, None]) * H + i_h) * K + o_k[None, :], b_dg, mask=m_k[None, :])
     b_dq += b_dd[:, None] * b_k
     b_dk += b_dd[:, None] * b_q
-    p = ((i_b * T + t_i[:, None]) * H + i_h) * K + o_k[None, :]
-    tl.store(dq + p, b_dq.to(dq.dtype.element_ty), mask=m_ik)
-    tl.store(dk + p, b_dk.to(dk.dtype.element_ty), mask=m_ik)
+    tl.store(dq + p_ik, b_dq.to(dq.dtype.element_ty), mask=m_ik)
+    tl.store(dk + p_ik, b_dk.to(dk.dtype.element_ty), mask=m_ik)
 
 
 def chunk_gla_bwd(
