@@ -30,3 +30,31 @@ def resolve_impl(impl: str, tensor: torch.Tensor, op: str) -> str:
             "use impl='naive' (or 'auto') on the CPU"
         )
     return impl
+
+
+# Enough programs to give each of ~132 SMs (H100/H200) a few; below that, decode steps cut V finer.
+_TARGET_PROGRAMS = 512
+
+
+def step_launch(BH: int, K: int, V: int) -> tuple[int, int, int]:
+    """(BK, BV, num_warps) of a decode-step kernel with one program per (V block, batch·head), ``BH`` batch·heads.
+
+    Each program holds a whole ``[K, BV]`` column block of the fp32 state (the output reduces over K), at
+    most 8K elements in registers. When batch·heads alone cannot fill the GPU (decode at batch 1), V is cut
+    finer so more programs share the step: there the step is latency-bound, and a smaller tile per program
+    shortens its dependent load → update → store chain. The interpreter takes all of V in one program.
+    """
+    import triton
+
+    BK = max(16, triton.next_power_of_2(K))
+    BV = max(16, triton.next_power_of_2(V))
+    if triton_interpreted():
+        return BK, BV, 4
+    BV = min(BV, max(16, 8192 // BK))
+    while BV > 16 and BH * triton.cdiv(V, BV) < _TARGET_PROGRAMS:
+        BV //= 2
+    return BK, BV, _step_warps(BK * BV)
+
+
+def _step_warps(elements: int) -> int:
+    return 8 if elements >= 8192 else 4 if elements >= 2048 else 2

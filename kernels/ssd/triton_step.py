@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels._dispatch import triton_interpreted
+from kernels._dispatch import step_launch
 
 __all__ = ["triton_ssd_step"]
 
@@ -53,8 +53,6 @@ def triton_ssd_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, s
         raise ValueError(f"ssd_step: state {tuple(state.shape)} {state.dtype} must be contiguous fp32 [B, H, K, V]")
     q, k, v, g = q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous()
     o = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
-    BK = max(16, triton.next_power_of_2(K))
-    # ≤ 8K fp32 state elements per program keeps registers in check; the interpreter takes all of V.
-    BV = max(16, triton.next_power_of_2(V)) if triton_interpreted() else max(16, min(triton.next_power_of_2(V), 8192 // BK))
-    _ssd_step_kernel[(triton.cdiv(V, BV), B * H)](q, k, v, g, state, o, float(scale), H, K=K, V=V, BK=BK, BV=BV)
+    BK, BV, warps = step_launch(B * H, K, V)
+    _ssd_step_kernel[(triton.cdiv(V, BV), B * H)](q, k, v, g, state, o, float(scale), H, K=K, V=V, BK=BK, BV=BV, num_warps=warps)
     return o
