@@ -52,7 +52,7 @@ def _load_full(x, s0, i_b, src, o_c, m_c, T, C, W: tl.constexpr, HAS_S0: tl.cons
 
 @triton.jit
 def _conv_fwd_kernel(
-    x, w, b, s0, y, sf, T, C,
+    x, w, b, s0, y, sf, T, C, size_class,
     W: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_S0: tl.constexpr, SILU: tl.constexpr, STORE_FINAL: tl.constexpr,
 ):
@@ -76,6 +76,16 @@ def _conv_fwd_kernel(
                 src = T - (W - 1) + j + tl.zeros([1], dtype=tl.int32)
                 v = tl.sum(_load_full(x, s0, i_b, src, o_c, m_c, T, C, W, HAS_S0), axis=0)
                 tl.store(sf + i_b * C * (W - 1) + o_c * (W - 1) + j, v.to(sf.dtype.element_ty), mask=m_c)
+
+
+# On the GPU the forward tile is autotuned per (C, W, size class): wide channel tiles stream longer
+# contiguous rows, tall time tiles re-read fewer halo rows (W − 1 per tile). ``size_class`` = bit length of
+# B·T, so a batch-1 prefill and a 64k-token training batch each get their own choice.
+_conv_fwd_tuned = triton.autotune(
+    configs=[triton.Config({"BT": bt, "BC": bc}, num_warps=wp) for bt, bc, wp in
+             ((64, 64, 4), (32, 128, 4), (64, 128, 4), (128, 64, 8), (64, 256, 8), (16, 256, 4))],
+    key=["C", "size_class", "W", "HAS_S0", "SILU"],
+)(_conv_fwd_kernel)
 
 
 @triton.jit
@@ -167,13 +177,14 @@ class _CausalConv1dFn(torch.autograd.Function):
         final = None
         if output_final_state:
             final = x.new_empty(B, C, W - 1, dtype=x.dtype if s0 is None else s0.dtype)
-        BT, BC = _blocks(T, C)
-        grid = (triton.cdiv(C, BC), max(triton.cdiv(T, BT), 1), B)
-        _conv_fwd_kernel[grid](
-            x, weight, bias, s0, y, final, T, C,
-            W=W, BT=BT, BC=BC, HAS_BIAS=bias is not None, HAS_S0=s0 is not None,
-            SILU=activation == "silu", STORE_FINAL=output_final_state,
-        )
+        flags = dict(W=W, HAS_BIAS=bias is not None, HAS_S0=s0 is not None, SILU=activation == "silu",
+                     STORE_FINAL=output_final_state)
+        args = (x, weight, bias, s0, y, final, T, C, (B * T).bit_length())
+        if triton_interpreted():
+            BT, BC = _blocks(T, C)
+            _conv_fwd_kernel[(triton.cdiv(C, BC), max(triton.cdiv(T, BT), 1), B)](*args, BT=BT, BC=BC, **flags)
+        else:
+            _conv_fwd_tuned[lambda m: (triton.cdiv(C, m["BC"]), max(triton.cdiv(T, m["BT"]), 1), B)](*args, **flags)
         ctx.save_for_backward(x, weight, bias, s0)
         ctx.activation = activation
         return y, final
