@@ -7,7 +7,7 @@ import torch
 from _kernel_util import assert_close, grads
 
 from kernels.ssd import chunk_ssd, naive_recurrent_ssd, naive_ssd_step, ssd_step
-from kernels.ssd.triton_chunk import CHUNK
+from kernels.ssd.triton_chunk import CHUNK, LONG_CHUNK, chunk_ssd_fwd
 
 # fp32 inputs use IEEE fp32 products in the kernels; the chunked and step forms only reorder sums.
 FP32_TOL = 1e-5
@@ -44,6 +44,21 @@ def test_chunk_forward_backward(T, s0, device):
         assert_close(name, a, b, FP32_TOL)
 
 
+@pytest.mark.parametrize("chunk_size,segments", [(CHUNK, 1), (LONG_CHUNK, 1), (CHUNK, 3), (LONG_CHUNK, 2)])
+@pytest.mark.parametrize("s0", [False, True])
+def test_forward_chunk_sizes_and_segments(chunk_size, segments, s0, device):
+    """Every forward launch (64- or 128-step chunks; the state walk whole or in segments joined afterwards)
+    gives the step-by-step result, with and without an initial state."""
+    q, k, v, g, h0 = (t.detach() if t is not None else None for t in _inputs(1, 2 * LONG_CHUNK + 5, 2, 12, 20, s0, device))
+    o, hT = chunk_ssd_fwd(q, k, v, g, 0.7, h0, True, chunk_size=chunk_size, segments=segments)
+    o_ref, h_ref = naive_recurrent_ssd(q, k, v, g, 0.7, h0)
+    assert_close("o", o, o_ref, FP32_TOL)
+    assert_close("final", hT, h_ref, FP32_TOL)
+    o2, none = chunk_ssd_fwd(q, k, v, g, 0.7, h0, False, chunk_size=chunk_size, segments=segments)
+    assert none is None
+    assert_close("o without final state", o2, o_ref, FP32_TOL)
+
+
 def test_chunk_without_final_state(device):
     q, k, v, g = (t.detach() for t in _inputs(2, 9, 1, 16, 16, False, device)[:4])
     o, hT = chunk_ssd(q, k, v, g, 1.0, None, output_final_state=False, impl="triton")
@@ -72,9 +87,10 @@ def test_step_matches_reference_and_chunk(s0, device):
 @pytest.mark.gpu
 @pytest.mark.parametrize("K,V", [(64, 64), (128, 128)])
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])  # bf16 operands: ~3e-3
-def test_chunk_full_shape_gpu(K, V, dtype, tol):
+@pytest.mark.parametrize("B,T", [(2, 1000), (1, 5000)])  # (1, 5000): 128-step chunks walked in segments
+def test_chunk_full_shape_gpu(K, V, dtype, tol, B, T):
     dev = torch.device("cuda")
-    B, T, H = 2, 1000, 4
+    H = 4
     q, k, v, g, h0 = (t.detach() for t in _inputs(B, T, H, K, V, True, dev, dtype))
     o, hT = chunk_ssd(q, k, v, g, K**-0.5, h0, impl="triton")
     o_ref, h_ref = chunk_ssd(q.float(), k.float(), v.float(), g, K**-0.5, h0, impl="naive")
