@@ -27,16 +27,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kernels.causal_conv1d import naive_causal_conv1d  # noqa: E402
 from kernels.causal_conv1d.triton_conv import triton_causal_conv1d  # noqa: E402
+from kernels.delta_rule import naive_chunk_delta_rule, naive_delta_rule_step  # noqa: E402
+from kernels.delta_rule.triton_recurrent import fused_recurrent_delta_rule_fwd  # noqa: E402
+from kernels.delta_rule.triton_step import triton_delta_rule_step  # noqa: E402
 from kernels.gla import naive_chunk_gla, naive_gla_step  # noqa: E402
 from kernels.gla.triton_chunk import chunk_gla_fwd, triton_chunk_gla  # noqa: E402
 from kernels.gla.triton_step import triton_gla_step  # noqa: E402
 from kernels.mamba2_step import naive_mamba2_step  # noqa: E402
 from kernels.mamba2_step.triton_step import triton_mamba2_step  # noqa: E402
 from kernels.ssd import naive_chunk_ssd, naive_ssd_step  # noqa: E402
-from kernels.ssd.triton_chunk import chunk_ssd_fwd  # noqa: E402
+from kernels.ssd.triton_chunk import chunk_ssd_fwd, triton_chunk_ssd  # noqa: E402
 from kernels.ssd.triton_step import triton_ssd_step  # noqa: E402
 
-SECTIONS = ("gla_step", "gla_chunk", "gla_chunk_bwd", "fused_step", "step", "chunk", "conv")  # bench_<name> below
+# bench_<name> below, in the order they run
+SECTIONS = ("fused_step", "step", "gla_step", "rwkv_step", "chunk", "chunk_bwd", "conv", "rwkv_prefill", "gla_chunk",
+            "gla_chunk_bwd")
 BF16_TOL = 2e-2  # bf16 operands and outputs against an fp32 reference: ~3e-3 seen; 2e-2 flags real bugs only
 
 
@@ -52,10 +57,12 @@ def peers():
     try:
         from fla.modules.causal_conv1d import causal_conv1d as fla_conv
         from fla.ops.gla import chunk_gla, fused_recurrent_gla
+        from fla.ops.rwkv7 import chunk_rwkv7, fused_mul_recurrent_rwkv7, fused_recurrent_rwkv7
         from fla.ops.simple_gla import chunk_simple_gla, fused_recurrent_simple_gla
 
         found["fla"] = {"conv": fla_conv, "chunk": chunk_simple_gla, "recurrent": fused_recurrent_simple_gla,
-                        "gla_chunk": chunk_gla, "gla_recurrent": fused_recurrent_gla}
+                        "gla_chunk": chunk_gla, "gla_recurrent": fused_recurrent_gla, "rwkv7_chunk": chunk_rwkv7,
+                        "rwkv7_recurrent": fused_recurrent_rwkv7, "rwkv7_mul_recurrent": fused_mul_recurrent_rwkv7}
     except Exception as e:  # noqa: BLE001 - report any import failure, keep benchmarking our kernels
         print(f"fla unavailable: {e!r}")
     try:
@@ -313,7 +320,6 @@ def bench_gla_chunk(bench: Bench, P: dict, shape: tuple[int, ...]):
 
 
 def bench_gla_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
-    # ours = Triton forward + the documented reference-recompute backward (no Triton backward yet)
     B, T, H, D = shape
     q, k, v, g = gla_inputs(B, T, H, D)
     scale = D**-0.5
@@ -331,12 +337,114 @@ def bench_gla_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
         return max(rel_err(a, b) for a, b in zip(fb(fn), ref, strict=True))
 
     ours_fn = lambda *a: triton_chunk_gla(*a, scale, None, False)  # noqa: E731
-    entries = [("ours (ref bwd)", lambda: fb(ours_fn), lambda: chk(ours_fn), BF16_TOL, True)]
+    entries = [("ours", lambda: fb(ours_fn), lambda: chk(ours_fn), BF16_TOL, True)]
     if "fla" in P:
         fla_fn = lambda *a: P["fla"]["gla_chunk"](*a, scale=scale)  # noqa: E731
         entries.append(("fla chunk_gla", lambda: fb(fla_fn), lambda: chk(fla_fn), BF16_TOL, False))
     # reads q, k, v, g, do (+ forward re-read), writes o, dq, dk, dv, dg: counted once each
     bench.case("GLA chunk fwd+bwd", f"B={B} T={T} H={H} K=V={D}", 9 * B * T * H * D * 2 + 2 * B * T * H * D * 4, entries)
+
+
+def bench_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
+    """SSD chunk forward + backward (q, k, v, g) against mamba_ssm's and fla's, all on the same values."""
+    B, T, H, D = shape
+    dt = F.softplus(torch.randn(B, T, H, device="cuda") - 3.0)
+    A = -torch.rand(H, device="cuda") * 4 - 1
+    x = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16)
+    Bm = (torch.randn(B, T, H, D, device="cuda") / D**0.5).to(torch.bfloat16)
+    Cm = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16)
+    v = (x.float() * dt[..., None]).to(torch.bfloat16)
+    g = dt * A
+    do = torch.randn_like(v)
+
+    def fb(fn, cast=lambda t: t):
+        leaves = [cast(t).detach().requires_grad_() for t in (Cm, Bm, v, g)]
+        o = fn(*leaves)
+        o.backward(cast(do))
+        return [o, *(t.grad for t in leaves)]
+
+    ref = fb(lambda *a: naive_chunk_ssd(*a, 1.0, None, False)[0], cast=lambda t: t.float())
+
+    def chk(fn):
+        return max(rel_err(a, b) for a, b in zip(fb(fn), ref, strict=True))
+
+    ours_fn = lambda *a: triton_chunk_ssd(*a, 1.0, None, False)[0]  # noqa: E731
+    entries = [("ours", lambda: fb(ours_fn), lambda: chk(ours_fn), BF16_TOL, True)]
+    if "fla" in P:
+        fla_fn = lambda q, k, vv, gg: P["fla"]["chunk"](q, k, vv, g=gg, scale=1.0)[0]  # noqa: E731
+        entries.append(("fla simple_gla", lambda: fb(fla_fn), lambda: chk(fla_fn), BF16_TOL, False))
+    bench.case("SSD chunk fwd+bwd", f"B={B} T={T} H={H} K=V={D}", 9 * B * T * H * D * 2 + 2 * B * T * H * 4, entries)
+
+
+def rwkv_inputs(B, T, H, D):
+    """RWKV-7-like delta-rule inputs: a = −κ̂, b = κ̂ ⊙ α (κ̂ unit-norm, α ∈ (0, 1)), log-decay in [−0.6, 0)."""
+    q, k, v = (torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    kk = F.normalize(torch.randn(B, T, H, D, device="cuda"), dim=-1)
+    alpha = torch.rand(B, T, H, D, device="cuda")
+    g = -0.6 * torch.rand(B, T, H, D, device="cuda")
+    return q, (k.float() / D**0.5).to(torch.bfloat16), v, g, (-kk).to(torch.bfloat16), (kk * alpha).to(torch.bfloat16), kk, alpha
+
+
+def bench_rwkv_step(bench: Bench, P: dict, shape: tuple[int, ...]):
+    B, H, D = shape
+    q, k, v, g, a, b, kk, alpha = (t[:, 0] for t in rwkv_inputs(B, 1, H, D))
+    s0 = torch.randn(B, H, D, D, device="cuda") / D
+    floor = 2 * s0.numel() * 4
+    s_ours, s_ref = s0.clone(), s0.clone()
+    o_ref = naive_delta_rule_step(q.float(), k.float(), v.float(), g, a.float(), b.float(), s_ref)
+
+    def chk_ours():
+        s = s0.clone()
+        o = triton_delta_rule_step(q, k, v, g, a, b, s)
+        return max(rel_err(o, o_ref), rel_err(s, s_ref))
+
+    entries = [("ours", lambda: triton_delta_rule_step(q, k, v, g, a, b, s_ours), chk_ours, BF16_TOL, True)]
+    if "fla" in P:
+        fr, fm = P["fla"]["rwkv7_recurrent"], P["fla"]["rwkv7_mul_recurrent"]
+        one = [t[:, None] for t in (q, k, v, g, a, b, kk.to(torch.bfloat16), alpha.to(torch.bfloat16))]
+
+        def fla_dplr():
+            return fr(one[0], one[3], one[1], one[2], one[4], one[5], scale=1.0, initial_state=s0, output_final_state=True)
+
+        def fla_mul():
+            return fm(one[0], one[3], one[1], one[2], one[6], one[7], scale=1.0, initial_state=s0, output_final_state=True)
+
+        def chk(fn):
+            o, s = fn()
+            return max(rel_err(o[:, 0], o_ref), rel_err(s, s_ref))
+
+        entries.append(("fla fused_recurrent_rwkv7", fla_dplr, lambda: chk(fla_dplr), BF16_TOL, False))
+        entries.append(("fla fused_mul_recurrent_rwkv7", fla_mul, lambda: chk(fla_mul), BF16_TOL, False))
+    bench.case("RWKV-7 decode step", f"B={B} H={H} K=V={D}", floor, entries, graph=True)
+
+
+def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
+    B, T, H, D = shape
+    q, k, v, g, a, b, _, _ = rwkv_inputs(B, T, H, D)
+    ref = naive_chunk_delta_rule(q.float(), k.float(), v.float(), g, a.float(), b.float(), 1.0, None, True)
+    # q, k, v, a, b read and o written (bf16), g read (fp32), final state fp32
+    floor = 6 * B * T * H * D * 2 + B * T * H * D * 4 + B * H * D * D * 4
+
+    def ours():
+        return fused_recurrent_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True)
+
+    def chk(fn):
+        o, s = fn()
+        return max(rel_err(o, ref[0]), rel_err(s, ref[1]))
+
+    entries = [("ours fused_recurrent", ours, lambda: chk(ours), BF16_TOL, True)]
+    if "fla" in P:
+        fr, fc = P["fla"]["rwkv7_recurrent"], P["fla"]["rwkv7_chunk"]
+
+        def fla_rec():
+            return fr(q, g, k, v, a, b, scale=1.0, output_final_state=True)
+
+        def fla_chunk():
+            return fc(q, g, k, v, a, b, scale=1.0, output_final_state=True)
+
+        entries.append(("fla fused_recurrent_rwkv7", fla_rec, lambda: chk(fla_rec), BF16_TOL, False))
+        entries.append(("fla chunk_rwkv7", fla_chunk, lambda: chk(fla_chunk), BF16_TOL, False))
+    bench.case("RWKV-7 prefill fwd", f"B={B} T={T} H={H} K=V={D}", floor, entries)
 
 
 def bench_gla_step(bench: Bench, P: dict, shape: tuple[int, ...]):
@@ -451,16 +559,20 @@ def main():
     bench = Bench(bw)
     print("| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |\n|---|---|---|---|---|")
     q = a.quick
+    # most decisive first: a run cut short by its time limit still reports the decode steps and SSD rows
     sections = [
+        (bench_fused_step, [(1, 16, 64), (8, 16, 128), (64, 16, 64), (64, 16, 128)], [(64, 16, 128)]),
+        (bench_step, [(1, 16, 64), (1, 16, 128), (8, 16, 128), (64, 16, 64), (64, 16, 128)], [(64, 16, 128)]),
         (bench_gla_step, [(1, 16, 64), (1, 16, 128), (8, 16, 128), (64, 16, 64), (64, 16, 128)], [(64, 16, 128)]),
+        (bench_rwkv_step, [(1, 16, 64), (1, 16, 128), (8, 16, 128), (64, 16, 64), (64, 16, 128)], [(64, 16, 128)]),
+        (bench_chunk, [(1, 1, 16, 64), (1, 1024, 16, 64), (1, 4096, 16, 128), (1, 16384, 16, 64), (1, 16384, 16, 128),
+                       (8, 4096, 16, 64), (8, 4096, 16, 128), (64, 1024, 16, 128)], [(4, 2048, 16, 128)]),
+        (bench_chunk_bwd, [(1, 4096, 16, 128), (8, 2048, 16, 64), (8, 4096, 16, 128)], [(1, 2048, 16, 64)]),
+        (bench_conv, [(1, 4096, 6144), (8, 4096, 6144), (64, 1024, 3072)], [(8, 2048, 6144)]),
+        (bench_rwkv_prefill, [(1, 4096, 16, 64), (8, 2048, 16, 64)], [(1, 1024, 16, 64)]),
         (bench_gla_chunk, [(1, 1024, 16, 64), (1, 4096, 16, 128), (1, 16384, 16, 128), (8, 4096, 16, 64),
                            (8, 4096, 16, 128), (64, 1024, 16, 128)], [(4, 2048, 16, 128)]),
         (bench_gla_chunk_bwd, [(1, 4096, 16, 128), (8, 2048, 16, 64)], [(1, 2048, 16, 64)]),
-        (bench_fused_step, [(1, 16, 64), (8, 16, 128), (64, 16, 64), (64, 16, 128)], [(64, 16, 128)]),
-        (bench_step, [(1, 16, 64), (1, 16, 128), (8, 16, 128), (64, 16, 64), (64, 16, 128)], [(64, 16, 128)]),
-        (bench_chunk, [(1, 1, 16, 64), (1, 1024, 16, 64), (1, 4096, 16, 128), (1, 16384, 16, 64), (1, 16384, 16, 128),
-                       (8, 4096, 16, 64), (8, 4096, 16, 128), (64, 1024, 16, 128)], [(4, 2048, 16, 128)]),
-        (bench_conv, [(1, 4096, 6144), (8, 4096, 6144), (64, 1024, 3072)], [(8, 2048, 6144)]),
     ]
     only = [x for x in a.only.split(",") if x]
     unknown = sorted(set(only) - set(SECTIONS))
