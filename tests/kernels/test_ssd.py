@@ -44,17 +44,17 @@ def test_chunk_forward_backward(T, s0, device):
         assert_close(name, a, b, FP32_TOL)
 
 
-@pytest.mark.parametrize("chunk_size,segments", [(CHUNK, 1), (LONG_CHUNK, 1), (CHUNK, 3), (LONG_CHUNK, 2)])
+@pytest.mark.parametrize("chunk_size", [CHUNK, LONG_CHUNK])
 @pytest.mark.parametrize("s0", [False, True])
-def test_forward_chunk_sizes_and_segments(chunk_size, segments, s0, device):
-    """Every forward launch (64- or 128-step chunks; the state walk whole or in segments joined afterwards)
-    gives the step-by-step result, with and without an initial state."""
+def test_forward_chunk_sizes(chunk_size, s0, device):
+    """Both forward chunk lengths (64, and 128 for long sequences with few batch·heads) give the step-by-step
+    result, with and without an initial state and a final state."""
     q, k, v, g, h0 = (t.detach() if t is not None else None for t in _inputs(1, 2 * LONG_CHUNK + 5, 2, 12, 20, s0, device))
-    o, hT = chunk_ssd_fwd(q, k, v, g, 0.7, h0, True, chunk_size=chunk_size, segments=segments)
+    o, hT = chunk_ssd_fwd(q, k, v, g, 0.7, h0, True, chunk_size=chunk_size)
     o_ref, h_ref = naive_recurrent_ssd(q, k, v, g, 0.7, h0)
     assert_close("o", o, o_ref, FP32_TOL)
     assert_close("final", hT, h_ref, FP32_TOL)
-    o2, none = chunk_ssd_fwd(q, k, v, g, 0.7, h0, False, chunk_size=chunk_size, segments=segments)
+    o2, none = chunk_ssd_fwd(q, k, v, g, 0.7, h0, False, chunk_size=chunk_size)
     assert none is None
     assert_close("o without final state", o2, o_ref, FP32_TOL)
 
@@ -87,7 +87,7 @@ def test_step_matches_reference_and_chunk(s0, device):
 @pytest.mark.gpu
 @pytest.mark.parametrize("K,V", [(64, 64), (128, 128)])
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])  # bf16 operands: ~3e-3
-@pytest.mark.parametrize("B,T", [(2, 1000), (1, 5000)])  # (1, 5000): 128-step chunks walked in segments
+@pytest.mark.parametrize("B,T", [(2, 1000), (1, 5000)])  # (1, 5000) in bf16: 128-step chunks
 def test_chunk_full_shape_gpu(K, V, dtype, tol, B, T):
     dev = torch.device("cuda")
     H = 4
