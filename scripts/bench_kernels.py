@@ -78,9 +78,15 @@ def peers():
 
 
 class Bench:
-    def __init__(self, bw: float):
+    def __init__(self, bw: float, out: Path | None = None, head: dict | None = None):
         self.bw = bw  # bytes / s
         self.rows = []
+        self.out, self.head = out, head
+
+    def save(self):
+        """Write bench_kernels.json / .md now (after every row: a run stopped by its time limit keeps its rows)."""
+        if self.out is not None:
+            write_results(self.out, self.head, self.rows)
 
     def time(self, fn, graph: bool) -> float:
         from triton.testing import do_bench, do_bench_cudagraph
@@ -115,6 +121,7 @@ class Bench:
         row["ratio_vs_best_peer"] = (min(theirs) / min(ours)) if ours and theirs else None
         self.rows.append(row)
         print(fmt_row(row), flush=True)
+        self.save()
 
 
 def fmt_row(row) -> str:
@@ -124,6 +131,42 @@ def fmt_row(row) -> str:
     r = row["ratio_vs_best_peer"]
     ratio = "" if r is None else f"{r:.2f}x"
     return f"| {row['op']} | {row['shape']} | {row['floor_us']:.1f} | " + " / ".join(parts) + f" | {ratio} |"
+
+
+def write_results(out: Path, head: dict, rows: list) -> None:
+    """bench_kernels.json and .md under ``out``, each written to a temporary name and renamed into place."""
+    out.mkdir(parents=True, exist_ok=True)
+    md = [f"# Kernel benchmark — {head['device']}, {head['date']}", "",
+          f"torch {head['torch']}, triton {head['triton']}; peers: {', '.join(head['peers']) or 'none'}; "
+          f"measured HBM copy {head['hbm_copy_GBps']:.0f} GB/s, bf16 matmul {head['bf16_matmul_TFLOPs']:.0f} TFLOP/s. "
+          "Medians; decode steps timed as CUDA-graph replays. ratio = best peer / ours (> 1: ours faster).", "",
+          "| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |", "|---|---|---|---|---|"]
+    md += [fmt_row(r) for r in rows]
+    for name, text in (("bench_kernels.json", json.dumps({"header": head, "rows": rows}, indent=1, default=str)),
+                       ("bench_kernels.md", "\n".join(md) + "\n")):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out / name)
+
+
+def run_isolated(a, sections: list[str]) -> None:
+    """Each section in its own process: an illegal memory access (or a hang cut by the caller's limit) in one
+    section poisons that process's CUDA context only. Rows are merged into ``--out``."""
+    import subprocess
+
+    out, head, rows = Path(a.out), None, []
+    for name in sections:
+        sub = out / f"section_{name}"
+        cmd = [sys.executable, __file__, "--only", name, "--out", str(sub)] + (["--quick"] if a.quick else [])
+        rc = subprocess.run(cmd).returncode
+        res = sub / "bench_kernels.json"
+        if res.exists():
+            got = json.loads(res.read_text())
+            head = head or got["header"]
+            rows += got["rows"]
+            write_results(out, head, rows)
+        if rc:
+            print(f"section {name}: exit code {rc} (rows it finished are kept)", flush=True)
 
 
 def measure_ceilings():
@@ -541,7 +584,14 @@ def main():
     ap.add_argument("--out", default=".", help="folder for bench_kernels.md / .json")
     ap.add_argument("--quick", action="store_true", help="a few shapes only")
     ap.add_argument("--only", default="", help="comma-separated sections to run (default all): " + ", ".join(SECTIONS))
+    ap.add_argument("--isolate", action="store_true", help="run each section in its own process (a crash stays local)")
     a = ap.parse_args()
+    only = [x for x in a.only.split(",") if x]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        raise SystemExit(f"--only: unknown sections {unknown}; choose from {list(SECTIONS)}")
+    if a.isolate:
+        return run_isolated(a, only or list(SECTIONS))
     if not torch.cuda.is_available():
         raise SystemExit("bench_kernels needs a CUDA device")
     torch.manual_seed(0)
@@ -556,7 +606,7 @@ def main():
         "peers": sorted(P), "hbm_copy_GBps": bw / 1e9, "bf16_matmul_TFLOPs": flops / 1e12,
     }
     print(json.dumps(head), flush=True)
-    bench = Bench(bw)
+    bench = Bench(bw, Path(a.out), head)
     print("| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |\n|---|---|---|---|---|")
     q = a.quick
     # most decisive first: a run cut short by its time limit still reports the decode steps and SSD rows
@@ -574,10 +624,6 @@ def main():
                            (8, 4096, 16, 128), (64, 1024, 16, 128)], [(4, 2048, 16, 128)]),
         (bench_gla_chunk_bwd, [(1, 4096, 16, 128), (8, 2048, 16, 64)], [(1, 2048, 16, 64)]),
     ]
-    only = [x for x in a.only.split(",") if x]
-    unknown = sorted(set(only) - set(SECTIONS))
-    if unknown:
-        raise SystemExit(f"--only: unknown sections {unknown}; choose from {list(SECTIONS)}")
     for fn, full, quick in sections:
         if only and fn.__name__.removeprefix("bench_") not in only:
             continue
@@ -589,16 +635,7 @@ def main():
 
             traceback.print_exc()
         torch.cuda.empty_cache()
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_kernels.json").write_text(json.dumps({"header": head, "rows": bench.rows}, indent=1, default=str))
-    md = [f"# Kernel benchmark — {head['device']}, {head['date']}", "",
-          f"torch {head['torch']}, triton {head['triton']}; peers: {', '.join(head['peers']) or 'none'}; "
-          f"measured HBM copy {bw / 1e9:.0f} GB/s, bf16 matmul {flops / 1e12:.0f} TFLOP/s. "
-          "Medians; decode steps timed as CUDA-graph replays. ratio = best peer / ours (> 1: ours faster).", "",
-          "| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |", "|---|---|---|---|---|"]
-    md += [fmt_row(r) for r in bench.rows]
-    (out / "bench_kernels.md").write_text("\n".join(md) + "\n")
+    bench.save()
     ratios = [r["ratio_vs_best_peer"] for r in bench.rows if r["ratio_vs_best_peer"]]
     if ratios:
         print(f"geomean ratio {math.exp(sum(map(math.log, ratios)) / len(ratios)):.2f}x over {len(ratios)} rows")

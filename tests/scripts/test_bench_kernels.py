@@ -1,0 +1,33 @@
+"""The kernel benchmark's result files (the timing itself needs a GPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench_kernels", ROOT / "scripts" / "bench_kernels.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_results_are_written_row_by_row(tmp_path):
+    bk = _bench_module()
+    head = {"device": "dev", "date": "d", "torch": "t", "triton": "tr", "peers": ["fla"], "hbm_copy_GBps": 1000.0,
+            "bf16_matmul_TFLOPs": 500.0}
+    bench = bk.Bench(1e12, tmp_path, head)
+    row = {"op": "SSD decode step", "shape": "B=1", "floor_us": 1.0, "ratio_vs_best_peer": 1.25,
+           "impls": {"ours": {"status": "ok", "us": 2.0, "pct_floor": 50.0, "ours": True},
+                     "peer": {"status": "FAILED check (rel err 1e-01 > 2e-02)", "ours": False}}}
+    bench.rows.append(row)
+    bench.save()
+    saved = json.loads((tmp_path / "bench_kernels.json").read_text())
+    assert saved["header"] == head and saved["rows"] == [row]
+    md = (tmp_path / "bench_kernels.md").read_text()
+    assert "| SSD decode step | B=1 | 1.0 | ours 2.0us (50%fl) / peer FAILED check" in md and "1.25x" in md
+    assert not list(tmp_path.glob(".*.tmp"))
