@@ -39,27 +39,43 @@ from kernels.ssd.triton_chunk import CHUNK, _block_k, _prepare, chunk_ssd_fwd, c
 __all__ = ["ChunkSSDFunction", "triton_chunk_ssd_bwd"]
 
 
-def _dh_configs():
+def _dh_configs(interpreted: bool | None = None):
     # The reverse walk is sequential over chunks like the forward's state walk: smaller tiles give more programs.
-    if triton_interpreted():
+    if triton_interpreted() if interpreted is None else interpreted:
         return [triton.Config({"BK": 32, "BV": 32}, num_warps=4, num_stages=1)]
     return [triton.Config({"BK": bk, "BV": bv}, num_warps=4, num_stages=2) for bk in (32, 64) for bv in (32, 64)]
 
 
-def _chunk_configs():
-    if triton_interpreted():
+# fp32 products run as IEEE FMA loops (no tensor cores) whose operands live in registers: at 4 warps or BV = 64
+# the dq/dk/dg kernel spills 9-50 KB and takes up to ~25 s to compile for sm_90 (ptxas, checked on the CPU);
+# BV = 32 at 8 warps spills least (~5 KB) and compiles in ~4 s. fp32 is the precision path, not the fast one,
+# so it gets that one config (passed on the H200, 2026-11-30).
+_FP32_BV, _FP32_WARPS = 32, 8
+# bf16 (tensor-core) products only at BV = 64: a suspected compiler fault, not a proven one. The first bf16 run
+# on an H200 (triton 3.6) hit an illegal memory access while the dv kernel's configs were benchmarked, yet every
+# index is in bounds for every config (interpreter with NaN guard bands, tests/kernels/test_ssd_bwd.py) and no
+# kernel accumulates into its outputs. The dv kernel has the forward output kernel's structure, which passes
+# bf16 on the H200 at BV = 64 and 128; its BV = 32 configs ([64, 64] x [64, 32] wgmma next to other dots, first
+# benchmarked at 4 warps) match triton-lang/triton#11366 (Hopper wgmma IMA, several dots, a 32-wide block,
+# 4 warps; 3.6 and later, clean on 3.5).
+_TC_BV, _TC_WARPS = 64, (4, 8)
+
+
+def _chunk_configs(interpreted: bool | None = None):
+    if triton_interpreted() if interpreted is None else interpreted:
         return [triton.Config({"BV": 32}, num_warps=4, num_stages=1)]
-    return [triton.Config({"BV": bv}, num_warps=w, num_stages=2) for bv in (32, 64) for w in (4, 8)]
+    return [triton.Config({"BV": _FP32_BV}, num_warps=_FP32_WARPS, num_stages=2)] + [
+        triton.Config({"BV": _TC_BV}, num_warps=w, num_stages=2) for w in _TC_WARPS
+    ]
 
 
-def _fp32_one_config(configs, named_args, **kwargs):
-    # fp32 products run as IEEE FMA loops (no tensor cores) whose operands live in registers: at 4 warps or
-    # BV = 64 the dq/dk/dg kernel spills 9-50 KB and takes up to ~25 s to compile for sm_90 (ptxas, checked
-    # on the CPU); BV = 32 at 8 warps spills least (~5 KB) and compiles in ~4 s. fp32 is the precision path,
-    # not the fast one, so it gets that one config.
+def _by_precision(configs, named_args, **kwargs):
+    """The configs of this launch's precision (see ``_FP32_BV`` and ``_TC_BV``); the interpreter's one config."""
+    if len(configs) == 1:
+        return configs
     if kwargs.get("IS_FP32"):
-        return [c for c in configs if c.kwargs["BV"] == 32 and c.num_warps == 8] or configs[:1]
-    return configs
+        return [c for c in configs if c.kwargs["BV"] == _FP32_BV and c.num_warps == _FP32_WARPS]
+    return [c for c in configs if c.kwargs["BV"] == _TC_BV]
 
 
 @triton.autotune(configs=_dh_configs(), key=["K", "V", "BT", "IS_FP32"])
@@ -99,7 +115,7 @@ def _ssd_chunk_bwd_dh(
         tl.store(dh0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_dh, mask=m_kv)
 
 
-@triton.autotune(configs=_chunk_configs(), key=["K", "V", "BT", "BK", "IS_FP32"], prune_configs_by={"early_config_prune": _fp32_one_config})
+@triton.autotune(configs=_chunk_configs(), key=["K", "V", "BT", "BK", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision})
 @triton.jit
 def _ssd_chunk_bwd_dv(
     q, k, g, do, dh, dv, scale, T, NT,
@@ -143,7 +159,7 @@ def _ssd_chunk_bwd_dv(
     tl.store(p_dv, b_dv.to(dv.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
 
 
-@triton.autotune(configs=_chunk_configs(), key=["K", "V", "BT", "BK", "IS_FP32"], prune_configs_by={"early_config_prune": _fp32_one_config})
+@triton.autotune(configs=_chunk_configs(), key=["K", "V", "BT", "BK", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision})
 @triton.jit
 def _ssd_chunk_bwd_dqkg(
     q, k, v, g, h, do, dh, dq, dk, dg, scale, T, NT, B,
