@@ -14,11 +14,17 @@ from torch import Tensor
 
 from kernels._dispatch import step_launch
 
-__all__ = ["triton_gla_step"]
+__all__ = ["triton_gla_step", "gated_step_kernel"]
 
 
 @triton.jit
-def _gla_step_kernel(q, k, v, g, s, o, scale, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+def gated_step_kernel(
+    q, k, v, g, a, b, s, o, scale,
+    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, SCALAR_DECAY: tl.constexpr, DELTA: tl.constexpr,
+):
+    """One decode step of the gated family, one program per (V block, batch·head), state ``[K, BV]`` in registers:
+    ``S ← D S + k vᵀ (+ b (aᵀ S)ᵀ if DELTA)``, ``o = scale · Sᵀ q``; D = exp(g), one scalar per head
+    (SCALAR_DECAY: SSD) or one per key channel (GLA, delta rule). The SSD, GLA and delta-rule steps launch it."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
@@ -28,9 +34,17 @@ def _gla_step_kernel(q, k, v, g, s, o, scale, K: tl.constexpr, V: tl.constexpr, 
     b_s = tl.load(p_s, mask=m, other=0.0)
     b_q = tl.load(q + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
     b_k = tl.load(k + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
-    b_g = tl.load(g + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
     b_v = tl.load(v + i_bh * V + o_v, mask=m_v, other=0.0).to(tl.float32)
-    b_s = b_s * tl.exp(b_g)[:, None] + b_k[:, None] * b_v[None, :]
+    upd = b_k[:, None] * b_v[None, :]
+    if DELTA:
+        # u reads the *undecayed* state (RWKV-7); masked rows load a = 0 and contribute nothing
+        b_a = tl.load(a + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
+        b_b = tl.load(b + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
+        upd += b_b[:, None] * tl.sum(b_a[:, None] * b_s, axis=0)[None, :]
+    if SCALAR_DECAY:
+        b_s = b_s * tl.exp(tl.load(g + i_bh).to(tl.float32)) + upd
+    else:
+        b_s = b_s * tl.exp(tl.load(g + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32))[:, None] + upd
     # replicated threads (small tiles) must all have read the old state before any writes the new one
     tl.debug_barrier()
     tl.store(p_s, b_s, mask=m)
@@ -57,5 +71,7 @@ def triton_gla_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, s
     q, k, v, g = q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous()
     o = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
     BK, BV, warps = step_launch(B * H, K, V)
-    _gla_step_kernel[(triton.cdiv(V, BV), B * H)](q, k, v, g, state, o, float(scale), K=K, V=V, BK=BK, BV=BV, num_warps=warps)
+    gated_step_kernel[(triton.cdiv(V, BV), B * H)](
+        q, k, v, g, None, None, state, o, float(scale), K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=False, num_warps=warps
+    )
     return o

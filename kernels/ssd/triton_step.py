@@ -1,7 +1,8 @@
 """Triton SSD decode step: ``S ← exp(g) S + k vᵀ``, ``o = scale · qᵀ S``, state updated in place.
 
-Same contract as :func:`kernels.ssd.naive.naive_ssd_step`. One launch, one program per
-(V block, batch·head); each program reads and writes its ``[K, BV]`` slice of the fp32 state once, so
+Same contract as :func:`kernels.ssd.naive.naive_ssd_step`. One launch of the gated family's shared
+:func:`kernels.gla.triton_step.gated_step_kernel` (scalar decay), one program per (V block, batch·head); each
+program reads and writes its ``[K, BV]`` slice of the fp32 state once, so
 the step moves ≈ 2 · B·H·K·V·4 bytes — the floor it is judged against.
 """
 
@@ -9,33 +10,12 @@ from __future__ import annotations
 
 import torch
 import triton
-import triton.language as tl
 from torch import Tensor
 
 from kernels._dispatch import step_launch
+from kernels.gla.triton_step import gated_step_kernel
 
 __all__ = ["triton_ssd_step"]
-
-
-@triton.jit
-def _ssd_step_kernel(q, k, v, g, s, o, scale, H, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
-    i_v, i_bh = tl.program_id(0), tl.program_id(1)
-    o_k = tl.arange(0, BK)
-    o_v = i_v * BV + tl.arange(0, BV)
-    m_k, m_v = o_k < K, o_v < V
-    m = m_k[:, None] & m_v[None, :]
-    p_s = s + i_bh * K * V + o_k[:, None] * V + o_v[None, :]
-    b_s = tl.load(p_s, mask=m, other=0.0)
-    b_q = tl.load(q + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
-    b_k = tl.load(k + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
-    b_v = tl.load(v + i_bh * V + o_v, mask=m_v, other=0.0).to(tl.float32)
-    b_g = tl.load(g + i_bh).to(tl.float32)
-    b_s = b_s * tl.exp(b_g) + b_k[:, None] * b_v[None, :]
-    # replicated threads (small tiles) must all have read the old state before any writes the new one
-    tl.debug_barrier()
-    tl.store(p_s, b_s, mask=m)
-    b_o = tl.sum(b_s * (b_q * scale)[:, None], axis=0)
-    tl.store(o + i_bh * V + o_v, b_o.to(o.dtype.element_ty), mask=m_v)
 
 
 def triton_ssd_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, scale: float = 1.0) -> Tensor:
@@ -54,5 +34,7 @@ def triton_ssd_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, s
     q, k, v, g = q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous()
     o = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
     BK, BV, warps = step_launch(B * H, K, V)
-    _ssd_step_kernel[(triton.cdiv(V, BV), B * H)](q, k, v, g, state, o, float(scale), H, K=K, V=V, BK=BK, BV=BV, num_warps=warps)
+    gated_step_kernel[(triton.cdiv(V, BV), B * H)](
+        q, k, v, g, None, None, state, o, float(scale), K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=True, DELTA=False, num_warps=warps
+    )
     return o
