@@ -7,12 +7,14 @@ paths only.
 
 from teachers.base import AttentionCapture, TeacherAdapter, TeacherGeometry, TeacherOutput
 from teachers.build import TEACHER_BUILDERS, build_teacher, register_teacher, save_teacher
+from teachers.kyutai import KyutaiTeacher
 from teachers.layout import TokenLayout
 from teachers.llama import LlamaTeacher
 from teachers.moshi import MoshiTeacher
 
 __all__ = [
     "AttentionCapture",
+    "KyutaiTeacher",
     "LlamaTeacher",
     "MoshiTeacher",
     "TEACHER_BUILDERS",

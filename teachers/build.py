@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from teachers.base import TeacherAdapter, require_files, resolve_dtype
+from teachers.kyutai import KyutaiTeacher, build_lm, kyutai_lm_kwargs, load_kyutai_lm, save_kyutai
 from teachers.llama import LLAMA_FAMILY, LlamaTeacher
 from teachers.moshi import MOSHI_FAMILY, MoshiTeacher
 
@@ -126,8 +127,31 @@ def build_moshi_teacher(config=None, path=None, seed=0, token_layout=None, audio
     return MoshiTeacher(model, token_layout, source=source, audio_logits=audio_logits)
 
 
+@register_teacher("kyutai")
+def build_kyutai_teacher(config=None, path=None, seed=0, token_layout=None, audio_logits: bool = False) -> KyutaiTeacher:
+    """A kyutai-format ``moshi.models.lm.LMModel`` (Moshi, Hibiki) from a local directory or a (tiny) config dict.
+
+    The config dict takes LMModel's arguments (``n_q``, ``dep_q``, ``card``, ``text_card``, ``dim``, ``num_heads``,
+    ``num_layers``, ``hidden_scale``, ``norm``, ``gating``, ``positional_embedding``, ``delays``, ``depformer_*``, …),
+    i.e. a kyutai config.json's content. The directory is a kyutai checkpoint: config.json + the safetensors file
+    its ``moshi_name`` names (see :func:`teachers.kyutai.load_kyutai_lm`); its token layout, when saved by
+    :func:`save_teacher`, sits beside it in ``distill_token_layout.json``.
+    """
+    if path is not None:
+        lm, lm_kwargs, layout, weights = load_kyutai_lm(path)
+        layout = token_layout if token_layout is not None else layout
+        return KyutaiTeacher(lm, layout, source=weights, audio_logits=audio_logits, lm_kwargs=lm_kwargs)
+    lm_kwargs = kyutai_lm_kwargs(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        lm = build_lm(lm_kwargs).eval()
+    return KyutaiTeacher(lm, token_layout, source=f"random kyutai LMModel (seed {seed})", audio_logits=audio_logits, lm_kwargs=lm_kwargs)
+
+
 def save_teacher(teacher: TeacherAdapter, path: str | os.PathLike) -> Path:
-    """Save an HF-backed teacher as a local directory ``build_teacher(path=...)`` can load."""
+    """Save a teacher as a local directory ``build_teacher(path=...)`` can load (HF format, or kyutai's for ``kyutai``)."""
+    if isinstance(teacher, KyutaiTeacher):
+        return save_kyutai(teacher, path)
     path = Path(path)
     teacher.model.save_pretrained(str(path), safe_serialization=True)
     cfg = json.loads((path / "config.json").read_text())
