@@ -81,9 +81,10 @@ def _conv_fwd_kernel(
 # On the GPU the forward tile is autotuned per (C, W, size class): wide channel tiles stream longer
 # contiguous rows, tall time tiles re-read fewer halo rows (W − 1 per tile). ``size_class`` = bit length of
 # B·T, so a batch-1 prefill and a 64k-token training batch each get their own choice.
+_FWD_CONFIGS = [triton.Config({"BT": bt, "BC": bc}, num_warps=wp) for bt, bc, wp in
+                ((64, 64, 4), (32, 128, 4), (64, 128, 4), (128, 64, 8), (64, 256, 8), (16, 256, 4))]
 _conv_fwd_tuned = triton.autotune(
-    configs=[triton.Config({"BT": bt, "BC": bc}, num_warps=wp) for bt, bc, wp in
-             ((64, 64, 4), (32, 128, 4), (64, 128, 4), (128, 64, 8), (64, 256, 8), (16, 256, 4))],
+    configs=_FWD_CONFIGS,
     key=["C", "size_class", "W", "HAS_S0", "SILU"],
 )(_conv_fwd_kernel)
 

@@ -38,14 +38,14 @@ __all__ = ["triton_fused_recurrent_delta_rule", "fused_recurrent_delta_rule_fwd"
 MAX_K = 256  # all of K lives in one program's registers
 
 
-def _configs():
+def _configs(interpreted: bool | None = None):
     # Few configs on purpose: every new (K, V, dtype, batch·head bucket) autotunes all of them. These four
     # compile for sm_90 (checked on the CPU with Triton's ptxas) without register spills for K ∈ {64, 128,
     # 256} (94–254 registers with the prefetch below); BV = 64 spilled at K = 64 (4 warps) and K = 128
     # (8 warps) even without it, because Triton's layout for the [BK, BV] tile gives each thread many K
     # rows and so many copies of the five K vectors. With K ≤ MAX_K, BK · BV ≤ 8K fp32 state elements per
     # program. The interpreter gets BV = 16 so that odd V (tests: V = 20) spans two V blocks.
-    if triton_interpreted():
+    if triton_interpreted() if interpreted is None else interpreted:
         return [triton.Config({"BV": 16}, num_warps=4, num_stages=1)]
     return [triton.Config({"BV": bv}, num_warps=w) for bv, w in ((16, 2), (16, 4), (32, 4), (32, 8))]
 

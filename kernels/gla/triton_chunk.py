@@ -36,17 +36,20 @@ __all__ = ["triton_chunk_gla", "chunk_gla_fwd", "chunk_gla_states", "chunk_local
 
 CHUNK = 64
 SUB_CHUNK = 16
+# (BV, num_warps) of each kernel's GPU configs
+_STATES_TILES = ((32, 4), (64, 4))
+_OUTPUT_TILES = ((64, 4), (128, 8))
 
 
-def _configs(pairs: tuple[tuple[int, int], ...]):
+def _configs(pairs: tuple[tuple[int, int], ...], interpreted: bool | None = None):
     # Few configs on purpose: each compile of the output kernel takes ~5 s, and every new (K, V, dtype)
     # autotunes all of them (a 16-config sweep made the GPU tests and the benchmark run out of time).
-    if triton_interpreted():
+    if triton_interpreted() if interpreted is None else interpreted:
         return [triton.Config({"BV": 32}, num_warps=4, num_stages=1)]
     return [triton.Config({"BV": bv}, num_warps=w, num_stages=2) for bv, w in pairs]
 
 
-@triton.autotune(configs=_configs(((32, 4), (64, 4))), key=["K", "V", "BK", "IS_FP32"])
+@triton.autotune(configs=_configs(_STATES_TILES), key=["K", "V", "BK", "IS_FP32"])
 @triton.jit
 def _gla_chunk_states(
     k, v, G, h, h0, hT, T, NT,
@@ -91,7 +94,7 @@ def _dot(a, b, IS_FP32: tl.constexpr):
         return tl.dot(a, b)
 
 
-@triton.autotune(configs=_configs(((64, 4), (128, 8))), key=["K", "V", "BK", "IS_FP32"])
+@triton.autotune(configs=_configs(_OUTPUT_TILES), key=["K", "V", "BK", "IS_FP32"])
 @triton.jit
 def _gla_chunk_output(
     q, k, v, G, h, o, scale, T, NT,

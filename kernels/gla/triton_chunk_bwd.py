@@ -52,8 +52,13 @@ from kernels.gla.triton_chunk import (
 
 __all__ = ["ChunkGLAFunction", "chunk_gla_bwd"]
 
+# (BV, num_warps) of each kernel's GPU configs
+_DH_TILES = ((32, 4), (64, 4))
+_DV_TILES = ((64, 4), (128, 8))
+_DQK_TILES = ((32, 8), (64, 8))
 
-@triton.autotune(configs=_configs(((32, 4), (64, 4))), key=["K", "V", "BK", "IS_FP32"])
+
+@triton.autotune(configs=_configs(_DH_TILES), key=["K", "V", "BK", "IS_FP32"])
 @triton.jit
 def _gla_bwd_dh(
     q, do, G, dh, dhT, dh0, scale, T, NT,
@@ -87,7 +92,7 @@ def _gla_bwd_dh(
         tl.store(dh0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_dh, mask=m_kv)
 
 
-@triton.autotune(configs=_configs(((64, 4), (128, 8))), key=["K", "V", "BK", "IS_FP32"])
+@triton.autotune(configs=_configs(_DV_TILES), key=["K", "V", "BK", "IS_FP32"])
 @triton.jit
 def _gla_bwd_dv(
     q, k, G, do, dh, dv, scale, T, NT,
@@ -144,7 +149,7 @@ def _gla_bwd_dv(
 
 
 # 8 warps: the program holds several [16, K] fp32 tiles (4 warps spilled at K = 128 when compiled for sm_90).
-@triton.autotune(configs=_configs(((32, 8), (64, 8))), key=["K", "V", "BK", "IS_FP32"])
+@triton.autotune(configs=_configs(_DQK_TILES), key=["K", "V", "BK", "IS_FP32"])
 @triton.jit
 def _gla_bwd_dqk(
     q, k, v, G, h, do, dh, dq, dk, dgl, scale, T, NT,

@@ -33,18 +33,19 @@ from kernels.ssd.naive import _check, naive_chunk_ssd
 __all__ = ["triton_chunk_ssd", "CHUNK"]
 
 CHUNK, LONG_CHUNK = 64, 128
+_OUTPUT_BV = (64, 128)  # the output kernel's GPU V blocks
 
 
-def _configs(bvs: tuple[int, ...]):
-    if triton_interpreted():
+def _configs(bvs: tuple[int, ...], interpreted: bool | None = None):
+    if triton_interpreted() if interpreted is None else interpreted:
         return [triton.Config({"BV": 32}, num_warps=4, num_stages=1)]
     return [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for bv in bvs for w in (4, 8) for s in (2, 3)]
 
 
-def _state_configs():
+def _state_configs(interpreted: bool | None = None):
     # BK and BV both split the state walk: at batch 1 the walk is latency-bound and more, smaller programs
     # (K/BK · V/BV · H of them) overlap more chunks' loads.
-    if triton_interpreted():
+    if triton_interpreted() if interpreted is None else interpreted:
         return [triton.Config({"BK": 32, "BV": 32}, num_warps=4, num_stages=1)]
     return [triton.Config({"BK": bk, "BV": bv}, num_warps=4, num_stages=s) for bk in (32, 64) for bv in (32, 64) for s in (2, 3)]
 
@@ -86,7 +87,7 @@ def _ssd_chunk_states(
         tl.store(hT + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_h, mask=m_kv)
 
 
-@triton.autotune(configs=_configs((64, 128)), key=["K", "V", "BT", "BK", "IS_FP32"])
+@triton.autotune(configs=_configs(_OUTPUT_BV), key=["K", "V", "BT", "BK", "IS_FP32"])
 @triton.jit
 def _ssd_chunk_output(
     q, k, v, g, h, o, scale, T, NT,

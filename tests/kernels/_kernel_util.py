@@ -1,8 +1,14 @@
-"""Comparison helpers shared by the kernel tests."""
+"""Comparison and out-of-bounds helpers shared by the kernel tests."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import pytest
 import torch
+import triton
+from triton.runtime.autotuner import Autotuner
 
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -27,3 +33,127 @@ def grads(*tensors: torch.Tensor | None) -> list[torch.Tensor]:
             out.append(t.grad.clone())
             t.grad = None
     return out
+
+
+# Guard band elements either side of every guarded buffer: at least this many, and at least the buffer's own size,
+# so an index that is off by a whole row, chunk or batch still lands in the band instead of in another allocation.
+_GUARD = 1024
+
+
+def _band(t: torch.Tensor) -> torch.Tensor:
+    """The guard band of ``t``: NaN and the dtype's largest finite value, alternating. A stray read of two or more
+    neighbours takes a NaN (outputs stop being finite), a single one takes a value that swamps any output; a stray
+    write changes a NaN into a number or the largest value into anything else, which a band of NaN alone would
+    miss when the written value is itself NaN (as it is when it was computed from stray reads)."""
+    band = torch.full((max(_GUARD, t.numel()),), float("nan"), dtype=t.dtype, device=t.device)
+    band[1::2] = torch.finfo(t.dtype).max
+    return band
+
+
+def guarded(t: torch.Tensor, copy: bool = True) -> torch.Tensor:
+    """A contiguous view into the middle of a larger allocation, holding ``t`` (``copy``) or NaN, with a guard band
+    (:func:`_band`) either side that :func:`bands_intact` checks. Floating dtypes only (the band holds NaN)."""
+    assert t.is_floating_point(), f"guard bands hold NaN: {t.dtype} cannot"
+    band = _band(t)
+    out = torch.cat([band, torch.full((t.numel(),), float("nan"), dtype=t.dtype, device=t.device), band])
+    out = out[band.numel():band.numel() + t.numel()].view(t.shape)
+    if copy:
+        out.copy_(t)
+    return out
+
+
+def bands_intact(t: torch.Tensor) -> bool:
+    """True when both guard bands around a :func:`guarded` tensor hold exactly what they were given."""
+    band = _band(t)
+    pad, n = band.numel(), t.numel()
+    flat = torch.as_strided(t, (n + 2 * pad,), (1,), t.storage_offset() - pad)
+
+    def same(x):  # bitwise-equal up to the NaN payload; inf is mapped apart from the largest finite value
+        return torch.equal(x.isnan(), band.isnan()) and torch.equal(x.nan_to_num(0.0, 1.0, -1.0), band.nan_to_num(0.0, 1.0, -1.0))
+
+    return same(flat[:pad]) and same(flat[-pad:])
+
+
+class Guards:
+    """Every buffer a kernel test touches, each inside guard bands (:func:`guarded`).
+
+    ``guards(t)`` guards a test's input; inside ``with guards.allocations():`` every floating, contiguous
+    tensor the kernel wrappers allocate with ``torch.empty``, ``torch.empty_like`` or ``Tensor.new_empty`` is
+    guarded too (outputs, intermediates such as chunk states). :meth:`check` asserts no band was written.
+    """
+
+    def __init__(self) -> None:
+        self.tensors: list[torch.Tensor] = []
+
+    def __call__(self, t: torch.Tensor | None, copy: bool = True) -> torch.Tensor | None:
+        if t is None:
+            return None
+        out = guarded(t, copy)
+        self.tensors.append(out)
+        return out
+
+    def _wrap(self, alloc):
+        def guarded_alloc(*args, **kwargs):
+            t = alloc(*args, **kwargs)
+            # (empty ones are left alone: the interpreter makes them to re-point at its arguments' storage)
+            if t.numel() and t.is_floating_point() and t.is_contiguous() and not t.requires_grad:
+                return self(t, copy=False)
+            return t
+
+        return guarded_alloc
+
+    @contextlib.contextmanager
+    def allocations(self) -> Iterator[Guards]:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(torch, "empty", self._wrap(torch.empty))
+            mp.setattr(torch, "empty_like", self._wrap(torch.empty_like))
+            new_empty = self._wrap(torch.Tensor.new_empty)
+            mp.setattr(torch.Tensor, "new_empty", lambda self, *a, **k: new_empty(self, *a, **k))
+            yield self
+
+    def check(self, what: str) -> None:
+        bad = [tuple(t.shape) for t in self.tensors if not bands_intact(t)]
+        assert not bad, f"{what}: wrote outside buffers of shapes {bad} (guard bands changed)"
+
+
+def distinct(configs: list[triton.Config]) -> list[triton.Config]:
+    """The configs with distinct meta-parameters (block sizes): the interpreter ignores warps and stages."""
+    seen, out = set(), []
+    for cfg in configs:
+        key = tuple(sorted(cfg.kwargs.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(cfg)
+    return out
+
+
+def zipped(*config_lists: list[triton.Config]) -> list[tuple[triton.Config, ...]]:
+    """Runs that together give each kernel every one of its configs: run ``i`` takes config ``i`` of each list
+    (cycling through the shorter ones). One pipeline run then checks a config of every kernel in it."""
+    n = max(len(c) for c in config_lists)
+    return [tuple(c[i % len(c)] for c in config_lists) for i in range(n)]
+
+
+def config_id(cfg: triton.Config) -> str:
+    return "-".join(f"{k}{v}" for k, v in cfg.kwargs.items())
+
+
+@contextlib.contextmanager
+def only_configs(*kernel_configs: tuple[Autotuner, triton.Config]) -> Iterator[None]:
+    """Launches of each autotuned kernel use its given config, grid lambdas included: with a single config
+    the autotuner neither benchmarks nor prunes, it runs that one (under the interpreter too)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for kernel, cfg in kernel_configs:
+            mp.setattr(kernel, "configs", [cfg])
+        yield
+
+
+@contextlib.contextmanager
+def gpu_launch_choices(*modules) -> Iterator[None]:
+    """Inside, ``triton_interpreted()`` is False for the launch-choosing code of ``modules`` (each imported
+    it by name), so they pick the blocks and grids they would pick on a GPU while the kernels still run in
+    the interpreter."""
+    with pytest.MonkeyPatch.context() as mp:
+        for module in modules:
+            mp.setattr(module, "triton_interpreted", lambda: False)
+        yield
