@@ -519,6 +519,34 @@ def bench_gla_step(bench: Bench, P: dict, shape: tuple[int, ...]):
         entries.append(("fla fused_recurrent_gla", fla_step, chk_f, BF16_TOL, False))
     bench.case("GLA decode step", f"B={B} H={H} K=V={D}", floor, entries, graph=True)
 
+    # The mixer's whole step after its projections: state update + per-head RMSNorm + sigmoid gate, fused into
+    # one launch (ours) against the step kernel followed by the same read-out in torch (ours, and fla's).
+    nw = torch.rand(H * D, device="cuda") + 0.5
+    gz = torch.randn(B, H * D, device="cuda", dtype=torch.bfloat16)
+    s_r = s0.clone()
+    y_ref = naive_gla_step(q.float(), k.float(), v.float(), g, s_r, 1.0, nw, gz.float())
+
+    def torch_read_out(o):
+        of = o.float()
+        of = of * torch.rsqrt(of.pow(2).mean(-1, keepdim=True) + 1e-5) * nw.view(H, D)
+        return (of * torch.sigmoid(gz.float().view(B, H, D))).to(o.dtype)
+
+    def chk_read_out(fn):
+        s = s0.clone()
+        return max(rel_err(fn(s), y_ref), rel_err(s, s_r))
+
+    fused = lambda s: triton_gla_step(q, k, v, g, s, 1.0, nw, gz)  # noqa: E731
+    split = lambda s: torch_read_out(triton_gla_step(q, k, v, g, s))  # noqa: E731
+    entries = [("ours fused", lambda: fused(s_ours), lambda: chk_read_out(fused), BF16_TOL, True),
+               ("ours step + torch read-out", lambda: split(s_ours), lambda: chk_read_out(split), BF16_TOL, False)]
+    if "fla" in P:
+        fr = P["fla"]["gla_recurrent"]
+        fla_ro = lambda s: torch_read_out(fr(q[:, None], k[:, None], v[:, None], gk=g[:, None], scale=1.0,  # noqa: E731
+                                             initial_state=s, output_final_state=False)[0][:, 0])
+        entries.append(("fla fused_recurrent_gla + torch read-out", lambda: fla_ro(s0), lambda: rel_err(fla_ro(s0), y_ref),
+                        BF16_TOL, False))
+    bench.case("GLA step + read-out (norm, gate)", f"B={B} H={H} K=V={D}", floor, entries, graph=True)
+
 
 def bench_fused_step(bench: Bench, P: dict, shape: tuple[int, ...]):
     B, H, D = shape

@@ -44,6 +44,7 @@ def triton_delta_rule_step(
     o = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
     BK, BV, warps = step_launch(B * H, K, V)
     gated_step_kernel[(triton.cdiv(V, BV), B * H)](
-        q, k, v, g, a, b, state, o, float(scale), K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=True, num_warps=warps
+        q, k, v, g, a, b, state, o, float(scale), None, None, 0.0, H,
+        K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=True, num_warps=warps,
     )
     return o

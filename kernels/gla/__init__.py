@@ -48,10 +48,14 @@ def chunk_gla(
     return naive_chunk_gla(q, k, v, g, scale, initial_state, output_final_state, chunk_size)
 
 
-def gla_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, scale: float = 1.0, impl: str = "auto") -> Tensor:
-    """One decode step, ``state`` updated in place. See :func:`kernels.gla.naive.naive_gla_step`."""
+def gla_step(
+    q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, scale: float = 1.0, impl: str = "auto",
+    norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5,
+) -> Tensor:
+    """One decode step, ``state`` updated in place, with the read-out's norm and gate fused when given.
+    See :func:`kernels.gla.naive.naive_gla_step`."""
     if resolve_available_impl(impl, q, "gla_step", "kernels.gla.triton_step") == "triton":
         from kernels.gla.triton_step import triton_gla_step
 
-        return triton_gla_step(q, k, v, g, state, scale)
-    return naive_gla_step(q, k, v, g, state, scale)
+        return triton_gla_step(q, k, v, g, state, scale, norm_weight, gate, eps)
+    return naive_gla_step(q, k, v, g, state, scale, norm_weight, gate, eps)

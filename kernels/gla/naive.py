@@ -146,13 +146,29 @@ def naive_chunk_gla(
     return from_chunks(o, T).to(v.dtype), (state if output_final_state else None)
 
 
-def naive_gla_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, scale: float = 1.0) -> Tensor:
+def naive_gla_step(
+    q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, scale: float = 1.0,
+    norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5,
+) -> Tensor:
     """One decode step; updates ``state`` in place (so it can live in a captured CUDA graph).
 
     Args:
         q, k, g: ``[B, H, K]``. v: ``[B, H, V]``. state: ``[B, H, K, V]`` fp32, written in place.
+        norm_weight: ``[H·V]``: the read-out's per-head RMSNorm over V (eps ``eps``), or None.
+        gate: ``[B, H·V]`` gate pre-activation: the read-out is multiplied by ``sigmoid(gate)``, or None.
     Returns:
-        o ``[B, H, V]`` in v's dtype.
+        o ``[B, H, V]`` in v's dtype (after the norm and gate when given; computed in fp32 throughout).
     """
     state.mul_(g.float().exp()[..., None]).add_(torch.einsum("bhk,bhv->bhkv", k.float(), v.float()))
-    return torch.einsum("bhk,bhkv->bhv", q.float() * scale, state).to(v.dtype)
+    o = torch.einsum("bhk,bhkv->bhv", q.float() * scale, state)
+    return read_out(o, norm_weight, gate, eps).to(v.dtype)
+
+
+def read_out(o: Tensor, norm_weight: Tensor | None, gate: Tensor | None, eps: float) -> Tensor:
+    """A linear-attention mixer's read-out on fp32 ``o [B, H, V]``: per-head RMSNorm × weight, then × sigmoid(gate)."""
+    B, H, V = o.shape
+    if norm_weight is not None:
+        o = o * torch.rsqrt(o.pow(2).mean(-1, keepdim=True) + eps) * norm_weight.float().view(H, V)
+    if gate is not None:
+        o = o * torch.sigmoid(gate.float().view(B, H, V))
+    return o

@@ -19,12 +19,15 @@ __all__ = ["triton_gla_step", "gated_step_kernel"]
 
 @triton.jit
 def gated_step_kernel(
-    q, k, v, g, a, b, s, o, scale,
+    q, k, v, g, a, b, s, o, scale, nw, gz, eps, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, SCALAR_DECAY: tl.constexpr, DELTA: tl.constexpr,
+    HAS_NORM: tl.constexpr = False, HAS_GATE: tl.constexpr = False,
 ):
     """One decode step of the gated family, one program per (V block, batch·head), state ``[K, BV]`` in registers:
     ``S ← D S + k vᵀ (+ b (aᵀ S)ᵀ if DELTA)``, ``o = scale · Sᵀ q``; D = exp(g), one scalar per head
-    (SCALAR_DECAY: SSD) or one per key channel (GLA, delta rule). The SSD, GLA and delta-rule steps launch it."""
+    (SCALAR_DECAY: SSD) or one per key channel (GLA, delta rule). The SSD, GLA and delta-rule steps launch it.
+    HAS_NORM / HAS_GATE fuse a mixer's read-out (per-head RMSNorm over V × ``nw``, then × sigmoid(``gz``)); they
+    need the whole of V in one program (BV ≥ V)."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
@@ -49,15 +52,26 @@ def gated_step_kernel(
     tl.debug_barrier()
     tl.store(p_s, b_s, mask=m)
     b_o = tl.sum(b_s * (b_q * scale)[:, None], axis=0)
+    if HAS_NORM:
+        b_o = tl.where(m_v, b_o, 0.0)
+        b_o = b_o / tl.sqrt(tl.sum(b_o * b_o, axis=0) / V + eps)
+        b_o = b_o * tl.load(nw + (i_bh % H) * V + o_v, mask=m_v, other=0.0).to(tl.float32)
+    if HAS_GATE:
+        b_o = b_o * tl.sigmoid(tl.load(gz + i_bh * V + o_v, mask=m_v, other=0.0).to(tl.float32))
     tl.store(o + i_bh * V + o_v, b_o.to(o.dtype.element_ty), mask=m_v)
 
 
-def triton_gla_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, scale: float = 1.0) -> Tensor:
-    """One decode step for a batch of streams.
+def triton_gla_step(
+    q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, scale: float = 1.0,
+    norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5,
+) -> Tensor:
+    """One decode step for a batch of streams, optionally with the mixer's read-out fused (one launch).
 
     Args:
         q, k, g: ``[B, H, K]`` (g: log-decay per key channel, ≤ 0). v: ``[B, H, V]``.
         state: ``[B, H, K, V]`` fp32, contiguous, written in place.
+        norm_weight: ``[H·V]`` per-head RMSNorm weight of the read-out, or None. gate: ``[B, H·V]`` gate
+            pre-activation (× sigmoid), or None. eps: the norm's epsilon.
     Returns:
         o ``[B, H, V]`` in v's dtype.
     """
@@ -68,10 +82,22 @@ def triton_gla_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, s
                          f"and v {tuple(v.shape)} [B, H, V]")
     if state.shape != (B, H, K, V) or state.dtype != torch.float32 or not state.is_contiguous():
         raise ValueError(f"gla_step: state {tuple(state.shape)} {state.dtype} must be contiguous fp32 [B, H, K, V]")
+    if norm_weight is not None and norm_weight.numel() != H * V:
+        raise ValueError(f"gla_step: norm_weight {tuple(norm_weight.shape)} must hold H·V = {H * V} values")
+    if gate is not None and gate.shape != (B, H * V):
+        raise ValueError(f"gla_step: gate {tuple(gate.shape)} must be [B, H·V] = {(B, H * V)}")
     q, k, v, g = q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous()
     o = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
     BK, BV, warps = step_launch(B * H, K, V)
+    fused = norm_weight is not None or gate is not None
+    if fused:
+        # the norm reduces over V: one program per head holds all of it
+        BV = max(16, triton.next_power_of_2(V))
+        warps = max(warps, min(8, BK * BV // 1024))
     gated_step_kernel[(triton.cdiv(V, BV), B * H)](
-        q, k, v, g, None, None, state, o, float(scale), K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=False, num_warps=warps
+        q, k, v, g, None, None, state, o, float(scale),
+        norm_weight.contiguous() if norm_weight is not None else None, gate.contiguous() if gate is not None else None,
+        float(eps), H, K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=False,
+        HAS_NORM=norm_weight is not None, HAS_GATE=gate is not None, num_warps=warps,
     )
     return o

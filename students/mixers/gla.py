@@ -122,8 +122,14 @@ class GLAMixer(QKVOMixer):
     def step(self, x: Tensor, state: dict[str, Tensor]) -> Tensor:
         """x: [B, D] → [B, D]; ``state`` updated in place."""
         q, k, v, g = self._inputs(x)
-        y = gla_step(q, k, v, g, state["gla"], scale=self.scale, impl=self.impl)
-        return self.o_proj(self.out(y, x))
+        # the read-out's norm and gate ride in the step kernel (one launch instead of four)
+        norm, gate = self.out.norm, self.out.gate
+        y = gla_step(
+            q, k, v, g, state["gla"], scale=self.scale, impl=self.impl,
+            norm_weight=None if norm is None else norm.weight, gate=None if gate is None else gate(x),
+            eps=1e-5 if norm is None else norm.eps,
+        )
+        return self.o_proj(y.flatten(-2))
 
     @torch.no_grad()
     def load_attention(self, attn, report, prefix: str) -> None:

@@ -111,14 +111,48 @@ def test_chunk_backward_gpu():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("K,V", [(64, 64), (128, 128)])
-def test_step_full_shape_gpu(K, V):
+@pytest.mark.parametrize("read_out", [False, True])  # True: per-head norm and gate fused into the step
+@pytest.mark.parametrize("B", [1, 64])
+def test_step_full_shape_gpu(K, V, read_out, B):
     dev = torch.device("cuda")
-    B, H = 64, 16
+    H = 16
     q, k, v = torch.randn(B, H, K, device=dev), torch.randn(B, H, K, device=dev), torch.randn(B, H, V, device=dev)
     g = F.logsigmoid(torch.randn(B, H, K, device=dev))
     s = torch.randn(B, H, K, V, device=dev)
     s_ref = s.clone()
-    o = gla_step(q, k, v, g, s, impl="triton")
-    r = naive_gla_step(q, k, v, g, s_ref)
+    nw, gz = (torch.rand(H * V, device=dev) + 0.5, torch.randn(B, H * V, device=dev)) if read_out else (None, None)
+    o = gla_step(q, k, v, g, s, impl="triton", norm_weight=nw, gate=gz)
+    r = naive_gla_step(q, k, v, g, s_ref, 1.0, nw, gz)
     assert_close("o", o, r, FP32_TOL)
     assert_close("state", s, s_ref, FP32_TOL)
+
+
+@pytest.mark.parametrize("norm,gate", [(True, True), (True, False), (False, True)])
+def test_step_with_fused_read_out(norm, gate, device):
+    """The step kernel with the mixer's read-out fused (per-head RMSNorm × weight, × sigmoid(gate)) equals the
+    reference step followed by that read-out written out in torch; V = 20 leaves masked lanes in the norm."""
+    B, H, K, V = 2, 3, 12, 20
+    q, k, g = torch.randn(B, H, K, device=device), torch.randn(B, H, K, device=device), -torch.rand(B, H, K, device=device)
+    v = torch.randn(B, H, V, device=device)
+    nw = torch.rand(H * V, device=device) + 0.5 if norm else None
+    gz = torch.randn(B, H * V, device=device) if gate else None
+    s0 = torch.randn(B, H, K, V, device=device)
+    s_tri, s_ref = s0.clone(), s0.clone()
+    o = gla_step(q, k, v, g, s_tri, 0.7, impl="triton", norm_weight=nw, gate=gz, eps=1e-5)
+    y = naive_gla_step(q, k, v, g, s_ref, 0.7)
+    if norm:
+        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-5) * nw.view(H, V)
+    if gate:
+        y = y * torch.sigmoid(gz.view(B, H, V))
+    assert_close("o", o, y, FP32_TOL)
+    assert_close("state", s_tri, s_ref, FP32_TOL)
+    assert_close("naive fused", naive_gla_step(q, k, v, g, s0.clone(), 0.7, nw, gz, 1e-5), y, FP32_TOL)
+
+
+def test_step_read_out_shapes_are_checked(device):
+    q = torch.randn(1, 2, 8, device=device)
+    s = torch.zeros(1, 2, 8, 8, device=device)
+    with pytest.raises(ValueError, match="norm_weight"):
+        gla_step(q, q, q, -q.abs(), s, impl="triton", norm_weight=torch.ones(15, device=device))
+    with pytest.raises(ValueError, match="gate"):
+        gla_step(q, q, q, -q.abs(), s, impl="triton", gate=torch.ones(1, 15, device=device))
