@@ -45,11 +45,13 @@ def chunk_delta_rule(
 
 
 def delta_rule_step(
-    q: Tensor, k: Tensor, v: Tensor, g: Tensor, a: Tensor, b: Tensor, state: Tensor, scale: float = 1.0, impl: str = "auto"
+    q: Tensor, k: Tensor, v: Tensor, g: Tensor, a: Tensor, b: Tensor, state: Tensor, scale: float = 1.0, impl: str = "auto",
+    bonus: Tensor | None = None, norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5,
 ) -> Tensor:
-    """One decode step, ``state`` updated in place. See :func:`kernels.delta_rule.naive.naive_delta_rule_step`."""
+    """One decode step, ``state`` updated in place, with the RWKV-7 read-out (bonus, norm, gate) fused when given.
+    See :func:`kernels.delta_rule.naive.naive_delta_rule_step`."""
     if resolve_impl(impl, q, "delta_rule_step") == "triton":
         from kernels.delta_rule.triton_step import triton_delta_rule_step
 
-        return triton_delta_rule_step(q, k, v, g, a, b, state, scale)
-    return naive_delta_rule_step(q, k, v, g, a, b, state, scale)
+        return triton_delta_rule_step(q, k, v, g, a, b, state, scale, bonus, norm_weight, gate, eps)
+    return naive_delta_rule_step(q, k, v, g, a, b, state, scale, bonus, norm_weight, gate, eps)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels.gla.naive import check_gated, decayed_scores, from_chunks, pad_time, to_chunks
+from kernels.gla.naive import check_gated, decayed_scores, from_chunks, pad_time, read_out, to_chunks
 
 
 def _check(q: Tensor, k: Tensor, v: Tensor, g: Tensor, a: Tensor, b: Tensor, op: str) -> None:
@@ -130,16 +130,22 @@ def naive_chunk_delta_rule(
 
 
 def naive_delta_rule_step(
-    q: Tensor, k: Tensor, v: Tensor, g: Tensor, a: Tensor, b: Tensor, state: Tensor, scale: float = 1.0
+    q: Tensor, k: Tensor, v: Tensor, g: Tensor, a: Tensor, b: Tensor, state: Tensor, scale: float = 1.0,
+    bonus: Tensor | None = None, norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5,
 ) -> Tensor:
     """One decode step; updates ``state`` in place (so it can live in a captured CUDA graph).
 
     Args:
         q, k, g, a, b: ``[B, H, K]``. v: ``[B, H, V]``. state: ``[B, H, K, V]`` fp32, written in place.
+        bonus: ``[H, K]``: RWKV-7's current-token bonus, ``o += (q · (k ⊙ bonus)) v`` (q unscaled), or None.
+        norm_weight, gate, eps: the mixer's read-out, as :func:`kernels.gla.naive.naive_gla_step` (after the bonus).
     Returns:
-        o ``[B, H, V]`` in v's dtype.
+        o ``[B, H, V]`` in v's dtype (fp32 throughout, rounded once).
     """
     u = torch.einsum("bhk,bhkv->bhv", a.float(), state)
     state.mul_(g.float().exp()[..., None])
     state.add_(torch.einsum("bhk,bhv->bhkv", b.float(), u)).add_(torch.einsum("bhk,bhv->bhkv", k.float(), v.float()))
-    return torch.einsum("bhk,bhkv->bhv", q.float() * scale, state).to(v.dtype)
+    o = torch.einsum("bhk,bhkv->bhv", q.float() * scale, state)
+    if bonus is not None:
+        o = o + (q.float() * k.float() * bonus.float()).sum(-1, keepdim=True) * v.float()
+    return read_out(o, norm_weight, gate, eps).to(v.dtype)

@@ -14,20 +14,22 @@ import torch
 import triton
 from torch import Tensor
 
-from kernels._dispatch import step_launch
-from kernels.gla.triton_step import gated_step_kernel
+from kernels.gla.triton_step import check_read_out, gated_step_kernel, read_out_args, read_out_launch
 
 __all__ = ["triton_delta_rule_step"]
 
 
 def triton_delta_rule_step(
-    q: Tensor, k: Tensor, v: Tensor, g: Tensor, a: Tensor, b: Tensor, state: Tensor, scale: float = 1.0
+    q: Tensor, k: Tensor, v: Tensor, g: Tensor, a: Tensor, b: Tensor, state: Tensor, scale: float = 1.0,
+    bonus: Tensor | None = None, norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5,
 ) -> Tensor:
     """One decode step for a batch of streams.
 
     Args:
         q, k, g, a, b: ``[B, H, K]`` (g: log-decay per key channel, ≤ 0). v: ``[B, H, V]``.
         state: ``[B, H, K, V]`` fp32, contiguous, written in place.
+        bonus, norm_weight, gate, eps: RWKV-7's read-out fused into the same launch (see
+            :func:`kernels.delta_rule.naive.naive_delta_rule_step`); None leaves that part out.
     Returns:
         o ``[B, H, V]`` in v's dtype.
     """
@@ -40,11 +42,15 @@ def triton_delta_rule_step(
         raise ValueError(f"delta_rule_step: v {tuple(v.shape)} must be [B, H, V] with q's B, H {(B, H)}")
     if state.shape != (B, H, K, V) or state.dtype != torch.float32 or not state.is_contiguous():
         raise ValueError(f"delta_rule_step: state {tuple(state.shape)} {state.dtype} must be contiguous fp32 [B, H, K, V]")
+    if bonus is not None and bonus.numel() != H * K:
+        raise ValueError(f"delta_rule_step: bonus {tuple(bonus.shape)} must hold H·K = {H * K} values")
+    check_read_out("delta_rule_step", B, H, V, norm_weight, gate)
     q, k, v, g, a, b = (t.contiguous() for t in (q, k, v, g, a, b))
     o = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
-    BK, BV, warps = step_launch(B * H, K, V)
+    BK, BV, warps = read_out_launch(B * H, K, V, norm_weight is not None)
     gated_step_kernel[(triton.cdiv(V, BV), B * H)](
-        q, k, v, g, a, b, state, o, float(scale), None, None, 0.0, H,
-        K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=True, num_warps=warps,
+        q, k, v, g, a, b, state, o, float(scale), None if bonus is None else bonus.contiguous(),
+        *read_out_args(norm_weight, gate, eps), H, K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=True,
+        HAS_BONUS=bonus is not None, HAS_NORM=norm_weight is not None, HAS_GATE=gate is not None, num_warps=warps,
     )
     return o

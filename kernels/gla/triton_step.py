@@ -14,20 +14,20 @@ from torch import Tensor
 
 from kernels._dispatch import step_launch
 
-__all__ = ["triton_gla_step", "gated_step_kernel"]
+__all__ = ["triton_gla_step", "gated_step_kernel", "check_read_out", "read_out_args", "read_out_launch"]
 
 
 @triton.jit
 def gated_step_kernel(
-    q, k, v, g, a, b, s, o, scale, nw, gz, eps, H,
+    q, k, v, g, a, b, s, o, scale, rk, nw, gz, eps, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, SCALAR_DECAY: tl.constexpr, DELTA: tl.constexpr,
-    HAS_NORM: tl.constexpr = False, HAS_GATE: tl.constexpr = False,
+    HAS_BONUS: tl.constexpr = False, HAS_NORM: tl.constexpr = False, HAS_GATE: tl.constexpr = False,
 ):
     """One decode step of the gated family, one program per (V block, batch·head), state ``[K, BV]`` in registers:
     ``S ← D S + k vᵀ (+ b (aᵀ S)ᵀ if DELTA)``, ``o = scale · Sᵀ q``; D = exp(g), one scalar per head
     (SCALAR_DECAY: SSD) or one per key channel (GLA, delta rule). The SSD, GLA and delta-rule steps launch it.
-    HAS_NORM / HAS_GATE fuse a mixer's read-out (per-head RMSNorm over V × ``nw``, then × sigmoid(``gz``)); they
-    need the whole of V in one program (BV ≥ V)."""
+    HAS_BONUS / HAS_NORM / HAS_GATE fuse a mixer's read-out: RWKV-7's current-token bonus (q · (k ⊙ ``rk``)) v,
+    per-head RMSNorm over V × ``nw``, then × sigmoid(``gz``); the norm needs the whole of V in one program."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
@@ -52,6 +52,9 @@ def gated_step_kernel(
     tl.debug_barrier()
     tl.store(p_s, b_s, mask=m)
     b_o = tl.sum(b_s * (b_q * scale)[:, None], axis=0)
+    if HAS_BONUS:
+        b_rk = tl.load(rk + (i_bh % H) * K + o_k, mask=m_k, other=0.0).to(tl.float32)
+        b_o += tl.sum(b_q * b_k * b_rk, axis=0) * b_v
     if HAS_NORM:
         b_o = tl.where(m_v, b_o, 0.0)
         b_o = b_o / tl.sqrt(tl.sum(b_o * b_o, axis=0) / V + eps)
@@ -59,6 +62,28 @@ def gated_step_kernel(
     if HAS_GATE:
         b_o = b_o * tl.sigmoid(tl.load(gz + i_bh * V + o_v, mask=m_v, other=0.0).to(tl.float32))
     tl.store(o + i_bh * V + o_v, b_o.to(o.dtype.element_ty), mask=m_v)
+
+
+def check_read_out(op: str, B: int, H: int, V: int, norm_weight: Tensor | None, gate: Tensor | None) -> None:
+    if norm_weight is not None and norm_weight.numel() != H * V:
+        raise ValueError(f"{op}: norm_weight {tuple(norm_weight.shape)} must hold H·V = {H * V} values")
+    if gate is not None and gate.shape != (B, H * V):
+        raise ValueError(f"{op}: gate {tuple(gate.shape)} must be [B, H·V] = {(B, H * V)}")
+
+
+def read_out_args(norm_weight: Tensor | None, gate: Tensor | None, eps: float) -> tuple:
+    """(nw, gz, eps) kernel arguments of the fused read-out."""
+    return (None if norm_weight is None else norm_weight.contiguous(), None if gate is None else gate.contiguous(), float(eps))
+
+
+def read_out_launch(BH: int, K: int, V: int, norm: bool) -> tuple[int, int, int]:
+    """:func:`kernels._dispatch.step_launch`, except that a fused norm (a reduction over V) needs one program
+    per head holding all of V."""
+    BK, BV, warps = step_launch(BH, K, V)
+    if norm:
+        BV = max(16, triton.next_power_of_2(V))
+        warps = max(warps, min(8, BK * BV // 1024))
+    return BK, BV, warps
 
 
 def triton_gla_step(
@@ -82,22 +107,13 @@ def triton_gla_step(
                          f"and v {tuple(v.shape)} [B, H, V]")
     if state.shape != (B, H, K, V) or state.dtype != torch.float32 or not state.is_contiguous():
         raise ValueError(f"gla_step: state {tuple(state.shape)} {state.dtype} must be contiguous fp32 [B, H, K, V]")
-    if norm_weight is not None and norm_weight.numel() != H * V:
-        raise ValueError(f"gla_step: norm_weight {tuple(norm_weight.shape)} must hold H·V = {H * V} values")
-    if gate is not None and gate.shape != (B, H * V):
-        raise ValueError(f"gla_step: gate {tuple(gate.shape)} must be [B, H·V] = {(B, H * V)}")
+    check_read_out("gla_step", B, H, V, norm_weight, gate)
     q, k, v, g = q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous()
     o = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
-    BK, BV, warps = step_launch(B * H, K, V)
-    fused = norm_weight is not None or gate is not None
-    if fused:
-        # the norm reduces over V: one program per head holds all of it
-        BV = max(16, triton.next_power_of_2(V))
-        warps = max(warps, min(8, BK * BV // 1024))
+    BK, BV, warps = read_out_launch(B * H, K, V, norm_weight is not None)
     gated_step_kernel[(triton.cdiv(V, BV), B * H)](
-        q, k, v, g, None, None, state, o, float(scale),
-        norm_weight.contiguous() if norm_weight is not None else None, gate.contiguous() if gate is not None else None,
-        float(eps), H, K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=False,
+        q, k, v, g, None, None, state, o, float(scale), None, *read_out_args(norm_weight, gate, eps), H,
+        K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=False,
         HAS_NORM=norm_weight is not None, HAS_GATE=gate is not None, num_warps=warps,
     )
     return o

@@ -35,7 +35,7 @@ def triton_ssd_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, s
     o = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
     BK, BV, warps = step_launch(B * H, K, V)
     gated_step_kernel[(triton.cdiv(V, BV), B * H)](
-        q, k, v, g, None, None, state, o, float(scale), None, None, 0.0, H,
+        q, k, v, g, None, None, state, o, float(scale), None, None, None, 0.0, H,
         K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=True, DELTA=False, num_warps=warps,
     )
     return o

@@ -156,8 +156,14 @@ class RWKV7Mixer(QKVOMixer):
     def step(self, x: Tensor, state: dict[str, Tensor]) -> Tensor:
         """x: [B, D] → [B, D]; ``state`` updated in place."""
         r, k, v, g, a, b = self._inputs(x)
-        y = delta_rule_step(r, k, v, g, a, b, state["delta"], scale=self.scale, impl=self.impl)
-        return self._read_out(y, x, r, k, v)
+        # bonus, norm and gate ride in the step kernel (one launch for the whole read-out)
+        norm, gate = self.out.norm, self.out.gate
+        y = delta_rule_step(
+            r, k, v, g, a, b, state["delta"], scale=self.scale, impl=self.impl, bonus=self.r_k,
+            norm_weight=None if norm is None else norm.weight, gate=None if gate is None else gate(x),
+            eps=1e-5 if norm is None else norm.eps,
+        )
+        return self.o_proj(y.flatten(-2))
 
     @torch.no_grad()
     def load_attention(self, attn, report, prefix: str) -> None:

@@ -152,3 +152,28 @@ def test_step_full_shape_gpu(B, K, dtype, tol):
     assert o.dtype == dtype
     assert_close("o", o, r, tol)
     assert_close("state", s, s_ref, tol)
+
+
+@pytest.mark.parametrize("bonus,norm,gate", [(True, True, True), (True, False, False), (False, True, True)])
+def test_step_with_fused_read_out(bonus, norm, gate, device):
+    """RWKV-7's read-out fused into the step (bonus (q · (k ⊙ r_k)) v, per-head RMSNorm × weight, × sigmoid(gate))
+    equals the reference step followed by the mixer's read-out written out in torch."""
+    B, T, H, K, V = 2, 1, 3, 12, 20
+    q, k, v, g, a, b, _ = (t[:, 0].detach() if t is not None else None for t in _inputs(B, T, H, K, V, False, device))
+    rk = torch.randn(H, K, device=device) if bonus else None
+    nw = torch.rand(H * V, device=device) + 0.5 if norm else None
+    gz = torch.randn(B, H * V, device=device) if gate else None
+    s0 = torch.randn(B, H, K, V, device=device) / K
+    s_tri, s_ref = s0.clone(), s0.clone()
+    o = delta_rule_step(q, k, v, g, a, b, s_tri, 0.7, impl="triton", bonus=rk, norm_weight=nw, gate=gz)
+    y = naive_delta_rule_step(q, k, v, g, a, b, s_ref, 0.7)
+    if bonus:
+        y = y + (q * k * rk).sum(-1, keepdim=True) * v
+    if norm:
+        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-5) * nw.view(H, V)
+    if gate:
+        y = y * torch.sigmoid(gz.view(B, H, V))
+    assert_close("o", o, y, FP32_TOL)
+    assert_close("state", s_tri, s_ref, FP32_TOL)
+    with pytest.raises(ValueError, match="bonus"):
+        delta_rule_step(q, k, v, g, a, b, s0.clone(), impl="triton", bonus=torch.ones(H * K + 1, device=device))

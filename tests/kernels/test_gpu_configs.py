@@ -184,7 +184,8 @@ def test_decode_step(op, launch, monkeypatch):
     module, kernel, naive, args = {
         "ssd": (ssd_step, ssd_step.triton_ssd_step, naive_ssd_step, (q, k, v, g[..., 0])),
         "gla": (gla_step, gla_step.triton_gla_step, naive_gla_step, (q, k, v, g)),
-        "delta_rule": (delta_step, delta_step.triton_delta_rule_step, naive_delta_rule_step, (q, k, v, g, a, b)),
+        # the delta-rule step takes its launch from the GLA step module's (read-out aware) choice
+        "delta_rule": (gla_step, delta_step.triton_delta_rule_step, naive_delta_rule_step, (q, k, v, g, a, b)),
     }[op]
     ref_state = state.clone()
     o_ref = naive(*args, ref_state, 0.7)
