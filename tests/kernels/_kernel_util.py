@@ -157,3 +157,25 @@ def gpu_launch_choices(*modules) -> Iterator[None]:
         for module in modules:
             mp.setattr(module, "triton_interpreted", lambda: False)
         yield
+
+
+def ssd_inputs(B, T, H, K, V, s0, device, dtype=torch.float32):
+    """Fresh SSD scan inputs (q, k, v, g, h0-or-None), all requiring grad; log-decays in [-0.5, 0): decays 0.6..1,
+    so a chunk mixes short and long memory."""
+    q = torch.randn(B, T, H, K, device=device, dtype=dtype, requires_grad=True)
+    k = (torch.randn(B, T, H, K, device=device) / K**0.5).to(dtype).requires_grad_()
+    v = torch.randn(B, T, H, V, device=device, dtype=dtype, requires_grad=True)
+    g = (-0.5 * torch.rand(B, T, H, device=device)).requires_grad_()
+    h0 = torch.randn(B, H, K, V, device=device, requires_grad=True) if s0 else None
+    return q, k, v, g, h0
+
+
+def mixer_read_out(y, norm_weight, gate, eps=1e-5):
+    """A linear-attention mixer's read-out on ``y [B, H, V]``, written out independently of the kernels:
+    per-head RMSNorm × weight ``[H·V]`` (if given), then × sigmoid(gate ``[B, H·V]``) (if given)."""
+    B, H, V = y.shape
+    if norm_weight is not None:
+        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + eps) * norm_weight.view(H, V)
+    if gate is not None:
+        y = y * torch.sigmoid(gate.view(B, H, V))
+    return y

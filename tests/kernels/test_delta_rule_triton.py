@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _kernel_util import assert_close, grads
+from _kernel_util import assert_close, grads, mixer_read_out
 
 from kernels.delta_rule import chunk_delta_rule, delta_rule_step, naive_delta_rule_step, naive_recurrent_delta_rule
 
@@ -169,10 +169,7 @@ def test_step_with_fused_read_out(bonus, norm, gate, device):
     y = naive_delta_rule_step(q, k, v, g, a, b, s_ref, 0.7)
     if bonus:
         y = y + (q * k * rk).sum(-1, keepdim=True) * v
-    if norm:
-        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-5) * nw.view(H, V)
-    if gate:
-        y = y * torch.sigmoid(gz.view(B, H, V))
+    y = mixer_read_out(y, nw, gz)
     assert_close("o", o, y, FP32_TOL)
     assert_close("state", s_tri, s_ref, FP32_TOL)
     with pytest.raises(ValueError, match="bonus"):

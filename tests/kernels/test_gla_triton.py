@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _kernel_util import assert_close, grads
+from _kernel_util import assert_close, grads, mixer_read_out
 
 from kernels.gla import chunk_gla, gla_step, naive_gla_step, naive_recurrent_gla
 from kernels.gla.triton_chunk import CHUNK
@@ -139,11 +139,7 @@ def test_step_with_fused_read_out(norm, gate, device):
     s0 = torch.randn(B, H, K, V, device=device)
     s_tri, s_ref = s0.clone(), s0.clone()
     o = gla_step(q, k, v, g, s_tri, 0.7, impl="triton", norm_weight=nw, gate=gz, eps=1e-5)
-    y = naive_gla_step(q, k, v, g, s_ref, 0.7)
-    if norm:
-        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-5) * nw.view(H, V)
-    if gate:
-        y = y * torch.sigmoid(gz.view(B, H, V))
+    y = mixer_read_out(naive_gla_step(q, k, v, g, s_ref, 0.7), nw, gz)
     assert_close("o", o, y, FP32_TOL)
     assert_close("state", s_tri, s_ref, FP32_TOL)
     assert_close("naive fused", naive_gla_step(q, k, v, g, s0.clone(), 0.7, nw, gz, 1e-5), y, FP32_TOL)

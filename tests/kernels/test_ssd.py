@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _kernel_util import assert_close, grads
+from _kernel_util import assert_close, grads, ssd_inputs
 
 from kernels.ssd import chunk_ssd, naive_recurrent_ssd, naive_ssd_step, ssd_step
 from kernels.ssd.triton_chunk import CHUNK, LONG_CHUNK, chunk_ssd_fwd
@@ -13,21 +13,13 @@ from kernels.ssd.triton_chunk import CHUNK, LONG_CHUNK, chunk_ssd_fwd
 FP32_TOL = 1e-5
 
 
-def _inputs(B, T, H, K, V, s0, device, dtype=torch.float32):
-    q = torch.randn(B, T, H, K, device=device, dtype=dtype, requires_grad=True)
-    k = (torch.randn(B, T, H, K, device=device) / K**0.5).to(dtype).requires_grad_()
-    v = torch.randn(B, T, H, V, device=device, dtype=dtype, requires_grad=True)
-    # log-decays spread over [-0.5, 0): decays from 0.6 to 1, so chunks mix short and long memory.
-    g = (-0.5 * torch.rand(B, T, H, device=device)).requires_grad_()
-    h0 = torch.randn(B, H, K, V, device=device, requires_grad=True) if s0 else None
-    return q, k, v, g, h0
 
 
 @pytest.mark.parametrize("T", [1, 7, CHUNK, CHUNK + 1, 2 * CHUNK + 3])
 @pytest.mark.parametrize("s0", [False, True])
 def test_chunk_forward_backward(T, s0, device):
     B, H, K, V = 1, 2, 12, 20  # K, V not powers of two: masked tiles
-    q, k, v, g, h0 = _inputs(B, T, H, K, V, s0, device)
+    q, k, v, g, h0 = ssd_inputs(B, T, H, K, V, s0, device)
     do = torch.randn(B, T, H, V, device=device)
     dhT = torch.randn(B, H, K, V, device=device)
 
@@ -49,7 +41,7 @@ def test_chunk_forward_backward(T, s0, device):
 def test_forward_chunk_sizes(chunk_size, s0, device):
     """Both forward chunk lengths (64, and 128 for long sequences with few batch·heads) give the step-by-step
     result, with and without an initial state and a final state."""
-    q, k, v, g, h0 = (t.detach() if t is not None else None for t in _inputs(1, 2 * LONG_CHUNK + 5, 2, 12, 20, s0, device))
+    q, k, v, g, h0 = (t.detach() if t is not None else None for t in ssd_inputs(1, 2 * LONG_CHUNK + 5, 2, 12, 20, s0, device))
     o, hT = chunk_ssd_fwd(q, k, v, g, 0.7, h0, True, chunk_size=chunk_size)
     o_ref, h_ref = naive_recurrent_ssd(q, k, v, g, 0.7, h0)
     assert_close("o", o, o_ref, FP32_TOL)
@@ -60,7 +52,7 @@ def test_forward_chunk_sizes(chunk_size, s0, device):
 
 
 def test_chunk_without_final_state(device):
-    q, k, v, g = (t.detach() for t in _inputs(2, 9, 1, 16, 16, False, device)[:4])
+    q, k, v, g = (t.detach() for t in ssd_inputs(2, 9, 1, 16, 16, False, device)[:4])
     o, hT = chunk_ssd(q, k, v, g, 1.0, None, output_final_state=False, impl="triton")
     assert hT is None
     assert_close("o", o, naive_recurrent_ssd(q, k, v, g, 1.0)[0], FP32_TOL)
@@ -69,7 +61,7 @@ def test_chunk_without_final_state(device):
 @pytest.mark.parametrize("s0", [False, True])
 def test_step_matches_reference_and_chunk(s0, device):
     B, T, H, K, V = 2, 5, 3, 12, 20
-    q, k, v, g, h0 = (t.detach() if t is not None else None for t in _inputs(B, T, H, K, V, s0, device))
+    q, k, v, g, h0 = (t.detach() if t is not None else None for t in ssd_inputs(B, T, H, K, V, s0, device))
     start = h0 if h0 is not None else torch.zeros(B, H, K, V, device=device)
     s_tri, s_ref = start.clone(), start.clone()
     outs = []
@@ -91,7 +83,7 @@ def test_step_matches_reference_and_chunk(s0, device):
 def test_chunk_full_shape_gpu(K, V, dtype, tol, B, T):
     dev = torch.device("cuda")
     H = 4
-    q, k, v, g, h0 = (t.detach() for t in _inputs(B, T, H, K, V, True, dev, dtype))
+    q, k, v, g, h0 = (t.detach() for t in ssd_inputs(B, T, H, K, V, True, dev, dtype))
     o, hT = chunk_ssd(q, k, v, g, K**-0.5, h0, impl="triton")
     o_ref, h_ref = chunk_ssd(q.float(), k.float(), v.float(), g, K**-0.5, h0, impl="naive")
     assert_close("o", o, o_ref, tol)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import triton
-from _kernel_util import assert_close, bands_intact, grads, guarded
+from _kernel_util import assert_close, bands_intact, grads, guarded, ssd_inputs
 
 from kernels.ssd import naive_chunk_ssd, naive_recurrent_ssd
 from kernels.ssd import triton_chunk_bwd as bwd
@@ -16,14 +16,6 @@ from kernels.ssd.triton_chunk_bwd import ChunkSSDFunction, triton_chunk_ssd_bwd
 FP32_TOL = 1e-5
 
 
-def _inputs(B, T, H, K, V, s0, device, dtype=torch.float32):
-    q = torch.randn(B, T, H, K, device=device, dtype=dtype, requires_grad=True)
-    k = (torch.randn(B, T, H, K, device=device) / K**0.5).to(dtype).requires_grad_()
-    v = torch.randn(B, T, H, V, device=device, dtype=dtype, requires_grad=True)
-    # log-decays in [-0.5, 0): decays 0.6..1, so a chunk mixes short and long memory.
-    g = (-0.5 * torch.rand(B, T, H, device=device)).requires_grad_()
-    h0 = torch.randn(B, H, K, V, device=device, requires_grad=True) if s0 else None
-    return q, k, v, g, h0
 
 
 def _run(fn, q, k, v, g, h0, scale, do, dhT):
@@ -45,7 +37,7 @@ def _names(with_final: bool, s0: bool) -> list[str]:
 @pytest.mark.parametrize("with_final", [False, True])
 def test_function_matches_reference(T, s0, with_final, device):
     B, H, K, V = 2, 2, 12, 20  # K, V not powers of two: masked tiles
-    q, k, v, g, h0 = _inputs(B, T, H, K, V, s0, device)
+    q, k, v, g, h0 = ssd_inputs(B, T, H, K, V, s0, device)
     do = torch.randn(B, T, H, V, device=device)
     dhT = torch.randn(B, H, K, V, device=device) if with_final else None
     tri = _run(ChunkSSDFunction.apply, q, k, v, g, h0, 0.7, do, dhT)
@@ -59,7 +51,7 @@ def test_bwd_several_blocks(chunk_size, device):
     """K > 64 and V > 32 split into several K blocks (dg partials summed) and V blocks; any backward chunk
     length gives the same gradients."""
     B, T, H, K, V = 1, 37, 1, 72, 40
-    q, k, v, g, h0 = _inputs(B, T, H, K, V, True, device)
+    q, k, v, g, h0 = ssd_inputs(B, T, H, K, V, True, device)
     do = torch.randn(B, T, H, V, device=device)
     dhT = torch.randn(B, H, K, V, device=device)
     ref = _run(naive_recurrent_ssd, q, k, v, g, h0, 0.3, do, dhT)[2:]
@@ -71,7 +63,7 @@ def test_bwd_several_blocks(chunk_size, device):
 def test_initial_state_without_grad(device):
     """A given initial state that does not require grad gets no gradient; the others still match."""
     B, T, H, K, V = 1, 19, 2, 16, 8
-    q, k, v, g, h0 = _inputs(B, T, H, K, V, True, device)
+    q, k, v, g, h0 = ssd_inputs(B, T, H, K, V, True, device)
     h0.requires_grad_(False)
     do = torch.randn(B, T, H, V, device=device)
     tri = _run(ChunkSSDFunction.apply, q, k, v, g, h0, 1.0, do, None)
@@ -83,7 +75,7 @@ def test_initial_state_without_grad(device):
 
 def test_only_some_inputs_need_grad(device):
     B, T, H, K, V = 1, 9, 1, 12, 20
-    q, k, v, g, _ = (t.detach() if t is not None else None for t in _inputs(B, T, H, K, V, False, device))
+    q, k, v, g, _ = (t.detach() if t is not None else None for t in ssd_inputs(B, T, H, K, V, False, device))
     v.requires_grad_()
     o, _ = ChunkSSDFunction.apply(q, k, v, g, 1.0, None, False)
     o.sum().backward()
@@ -94,7 +86,7 @@ def test_only_some_inputs_need_grad(device):
 
 def test_triton_backward_opt_in_uses_triton_kernels(device):
     """``triton_chunk_ssd(..., triton_backward=True)`` differentiates through :class:`ChunkSSDFunction`."""
-    q, k, v, g, h0 = _inputs(1, 5, 1, 16, 16, True, device)
+    q, k, v, g, h0 = ssd_inputs(1, 5, 1, 16, 16, True, device)
     o, _ = triton_chunk_ssd(q, k, v, g, 1.0, h0, triton_backward=True)
     assert "ChunkSSDFunction" in type(o.grad_fn).__name__
 
@@ -109,7 +101,7 @@ def test_every_gpu_config_in_bounds():
     B, T, H, K, V = 1, 2 * CHUNK + 3, 2, 72, 80
     scale, BT, NT, BK = 0.3, CHUNK, triton.cdiv(2 * CHUNK + 3, CHUNK), _block_k(K)
     NK = triton.cdiv(K, BK)
-    q, k, v, g, h0 = _inputs(B, T, H, K, V, True, dev)
+    q, k, v, g, h0 = ssd_inputs(B, T, H, K, V, True, dev)
     do = torch.randn(B, T, H, V)
     dhT = torch.randn(B, H, K, V)
     ref = dict(zip(["dq", "dk", "dv", "dg", "dh0"], _run(naive_recurrent_ssd, q, k, v, g, h0, scale, do, dhT)[2:], strict=True))
@@ -165,7 +157,7 @@ def test_gpu_configs_by_precision():
 def test_backward_full_shape_gpu(K, V, s0, dtype, tol):
     dev = torch.device("cuda")
     B, T, H = 2, 1000, 4
-    q, k, v, g, h0 = _inputs(B, T, H, K, V, s0, dev, dtype)
+    q, k, v, g, h0 = ssd_inputs(B, T, H, K, V, s0, dev, dtype)
     do = torch.randn(B, T, H, V, device=dev)
     dhT = torch.randn(B, H, K, V, device=dev)
     tri = _run(ChunkSSDFunction.apply, q, k, v, g, h0, K**-0.5, do, dhT)
