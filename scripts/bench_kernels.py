@@ -460,6 +460,29 @@ def bench_rwkv_step(bench: Bench, P: dict, shape: tuple[int, ...]):
         entries.append(("fla fused_mul_recurrent_rwkv7", fla_mul, lambda: chk(fla_mul), BF16_TOL, False))
     bench.case("RWKV-7 decode step", f"B={B} H={H} K=V={D}", floor, entries, graph=True)
 
+    # The mixer's step after its projections: state update + bonus + per-head RMSNorm + sigmoid gate in one
+    # launch (ours) against the step kernel followed by the same read-out in torch.
+    rk = torch.randn(H, D, device="cuda") / D
+    nw = torch.rand(H * D, device="cuda") + 0.5
+    gz = torch.randn(B, H * D, device="cuda", dtype=torch.bfloat16)
+    s_r = s0.clone()
+    y_ref = naive_delta_rule_step(q.float(), k.float(), v.float(), g, a.float(), b.float(), s_r, 1.0, rk, nw, gz.float())
+
+    def torch_read_out(o):
+        of = o.float() + (q.float() * k.float() * rk).sum(-1, keepdim=True) * v.float()
+        of = of * torch.rsqrt(of.pow(2).mean(-1, keepdim=True) + 1e-5) * nw.view(H, D)
+        return (of * torch.sigmoid(gz.float().view(B, H, D))).to(o.dtype)
+
+    def chk_read_out(fn):
+        s = s0.clone()
+        return max(rel_err(fn(s), y_ref), rel_err(s, s_r))
+
+    fused = lambda s: triton_delta_rule_step(q, k, v, g, a, b, s, 1.0, rk, nw, gz)  # noqa: E731
+    split = lambda s: torch_read_out(triton_delta_rule_step(q, k, v, g, a, b, s))  # noqa: E731
+    entries = [("ours fused", lambda: fused(s_ours), lambda: chk_read_out(fused), BF16_TOL, True),
+               ("ours step + torch read-out", lambda: split(s_ours), lambda: chk_read_out(split), BF16_TOL, False)]
+    bench.case("RWKV-7 step + read-out (bonus, norm, gate)", f"B={B} H={H} K=V={D}", floor, entries, graph=True)
+
 
 def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
     B, T, H, D = shape
