@@ -29,6 +29,8 @@ class StudentConfig:
         rms_norm_eps: RMSNorm epsilon.
         tie_word_embeddings: share embedding and LM head.
         rope_theta: RoPE base for attention layers kept in a hybrid.
+        rope_scaling: the teacher's RoPE variant for those layers (``{}``: default; ``rope_type`` "linear" or
+            "llama3" with HF's parameters; others are refused when an attention layer is built).
         token_layout: speech-token layout travelling from the teacher to the export
             (codebooks, per-codebook vocab slices, frame rate, ...); free-form JSON.
         teacher: where the student came from (kind, path, name); free-form JSON.
@@ -52,6 +54,7 @@ class StudentConfig:
     rms_norm_eps: float = 1e-5
     tie_word_embeddings: bool = False
     rope_theta: float = 10000.0
+    rope_scaling: dict[str, Any] = field(default_factory=dict)
     token_layout: dict[str, Any] = field(default_factory=dict)
     teacher: dict[str, Any] = field(default_factory=dict)
     impl: str = "auto"
@@ -145,6 +148,7 @@ def student_config_from_teacher(
         rms_norm_eps=geometry.rms_norm_eps,
         tie_word_embeddings=geometry.tie_word_embeddings,
         rope_theta=geometry.rope_theta,
+        rope_scaling=dict(getattr(geometry, "rope_scaling", {}) or {}),
         token_layout=dict(token_layout or {}),
         teacher=dict(teacher or {}),
         impl=impl,

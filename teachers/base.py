@@ -32,6 +32,7 @@ class TeacherGeometry:
     hidden_act: str = "silu"
     rms_norm_eps: float = 1e-5
     rope_theta: float = 10000.0
+    rope_scaling: dict[str, Any] = field(default_factory=dict)  # HF rope_parameters beyond the default (e.g. llama3)
     tie_word_embeddings: bool = False
     attention_bias: bool = False
     max_position_embeddings: int = 2048
@@ -39,6 +40,14 @@ class TeacherGeometry:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def rope_scaling_of(rope: dict[str, Any]) -> dict[str, Any]:
+    """The RoPE variant a kept attention layer must reproduce: HF's rope parameters without ``rope_theta``, or
+    ``{}`` for the default (unscaled) RoPE."""
+    scaling = {k: v for k, v in dict(rope).items() if k != "rope_theta"}
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    return {} if kind == "default" else {**scaling, "rope_type": kind}
 
 
 def hf_geometry(config, **fields: Any) -> TeacherGeometry:
@@ -54,6 +63,7 @@ def hf_geometry(config, **fields: Any) -> TeacherGeometry:
         hidden_act=config.hidden_act,
         rms_norm_eps=config.rms_norm_eps,
         rope_theta=float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))),
+        rope_scaling=rope_scaling_of(rope or getattr(config, "rope_scaling", None) or {}),
         max_position_embeddings=config.max_position_embeddings,
     )
     return TeacherGeometry(**{**common, **fields})

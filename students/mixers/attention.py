@@ -1,9 +1,9 @@
 """Softmax attention kept from the teacher, for hybrid students: full causal or sliding window.
 
 Map: q/k/v/o copied 1:1 from the teacher layer of the same index (with q/k/v biases), RoPE at the
-teacher's ``rope_theta`` in HF's rotate-half convention, scale ``head_dim**-0.5``. A layer kept
-with full attention computes exactly the teacher's layer (tested); RoPE scaling variants (e.g.
-Llama-3's ``rope_type="llama3"``) are not reproduced.
+teacher's ``rope_theta`` in HF's rotate-half convention, with the teacher's frequency scaling
+(``rope_type`` "linear" or Llama-3's "llama3"; other variants are refused by name), scale
+``head_dim**-0.5``. A layer kept with full attention computes exactly the teacher's layer (tested).
 
 Streaming state (preallocated; per-step cost constant):
 
@@ -18,6 +18,7 @@ raises, and ``step`` past it (which cannot check without a device sync) attends 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -27,10 +28,33 @@ from torch import Tensor
 from students.mixers.base import parse_options, register_mixer
 from students.mixers.qkvo import QKVOMixer, repeat_kv
 
+ROPE_TYPES = ("default", "linear", "llama3")
 
-def rope_inv_freq(head_dim: int, theta: float) -> Tensor:
-    """HF's default RoPE frequencies: ``theta ** (-2i / head_dim)``, ``[head_dim / 2]`` fp32."""
-    return 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+
+def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None = None) -> Tensor:
+    """RoPE frequencies ``[head_dim / 2]`` fp32 as HF computes them: ``theta ** (-2i / head_dim)``, then the
+    teacher's scaling — "linear": divided by ``factor``; "llama3": long wavelengths (beyond
+    ``original_max_position_embeddings / low_freq_factor``) divided by ``factor``, short ones (below
+    ``… / high_freq_factor``) kept, and the band between interpolated smoothly."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    scaling = dict(scaling or {})
+    kind = scaling.get("rope_type", "default")
+    if kind not in ROPE_TYPES:
+        raise ValueError(
+            f"student.rope_scaling.rope_type={kind!r} is not reproduced by kept attention layers (known: {ROPE_TYPES}); "
+            "keep no attention layer (a pattern without 'attn') or add the variant to students/mixers/attention.py"
+        )
+    if kind == "linear":
+        return inv_freq / float(scaling["factor"])
+    if kind == "llama3":
+        factor, low, high = (float(scaling[k]) for k in ("factor", "low_freq_factor", "high_freq_factor"))
+        old_len = float(scaling["original_max_position_embeddings"])
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+        smooth = (old_len / wavelen - low) / (high - low)
+        medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+        return torch.where(medium, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
+    return inv_freq
 
 
 def apply_rope(x: Tensor, positions: Tensor, inv_freq: Tensor) -> Tensor:
@@ -70,7 +94,7 @@ class AttentionMixer(QKVOMixer):
         self.opts = o
         self._init_qkvo(config, layer_idx)
         self.cache_len = o.window if o.window is not None else o.max_cache_len
-        self.register_buffer("inv_freq", rope_inv_freq(self.hd, config.rope_theta), persistent=False)
+        self.register_buffer("inv_freq", rope_inv_freq(self.hd, config.rope_theta, config.rope_scaling), persistent=False)
 
     def init_state(self, batch_size, device=None, dtype=None) -> dict[str, Tensor]:
         device = device or self.q_proj.weight.device

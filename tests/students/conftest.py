@@ -44,6 +44,11 @@ TEACHERS = {
     "mha": dict(model_type="llama", num_attention_heads=4, num_key_value_heads=4),
     "gqa": dict(model_type="llama", num_attention_heads=4, num_key_value_heads=2),
     "qwen2_bias": dict(model_type="qwen2", num_attention_heads=4, num_key_value_heads=2),
+    # Llama-3 RoPE scaling: with head_dim 8 the four wavelengths (6.3, 63, 628, 6283) fall in the kept, the
+    # interpolated and the divided bands of original_max_position_embeddings = 64.
+    "llama3_rope": dict(model_type="llama", num_attention_heads=4, num_key_value_heads=2, rope_parameters=dict(
+        rope_type="llama3", rope_theta=10000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+        original_max_position_embeddings=64)),
 }
 
 

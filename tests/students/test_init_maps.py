@@ -48,7 +48,7 @@ def test_init_copies_exactly_what_it_claims(teachers, teacher_name, pattern, att
                 assert torch.equal(getattr(layer.mixer, f"{role}_proj").bias, theirs), (i, role)
 
 
-@pytest.mark.parametrize("teacher_name", ["mha", "gqa", "qwen2_bias"])
+@pytest.mark.parametrize("teacher_name", ["mha", "gqa", "qwen2_bias", "llama3_rope"])
 @pytest.mark.parametrize("window", [None, 64])
 def test_all_attention_student_is_the_teacher(teachers, teacher_name, window):
     # A window at least as long as the sequence is full attention.
