@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The kernel work of one GPU call: every kernel test file in its own process, the SSD chunk backward's bf16
+# cases under compute-sanitizer (its open GPU fault, kernels/NOTES.md entry 19), then the benchmark with each
+# section in its own process. Results are written as they come, so a call cut short keeps what finished.
+# Usage (repo root, on a CUDA machine; wheels for packages the image lacks in .whl/, see README):
+#   bash scripts/gpu_kernels.sh OUT_DIR [bench sections, comma-separated]
+set -uo pipefail
+out=${1:?usage: gpu_kernels.sh OUT_DIR [SECTIONS]}
+sections=${2:-}
+mkdir -p "$out"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
+for f in tests/kernels/test_*.py; do
+  python3 -m pytest -q -m gpu -rf "$f" 2>&1 | tee -a "$out/gpu_tests.log" | tail -3
+done
+if command -v compute-sanitizer >/dev/null 2>&1; then
+  compute-sanitizer --tool memcheck python3 -m pytest -q -m gpu -x tests/kernels/test_ssd_bwd.py -k dtype1 \
+    > "$out/ssd_bwd_memcheck.log" 2>&1
+  tail -5 "$out/ssd_bwd_memcheck.log"
+else
+  echo "compute-sanitizer not on PATH: SSD backward memcheck skipped" | tee "$out/ssd_bwd_memcheck.log"
+fi
+python3 scripts/bench_kernels.py --isolate --out "$out" ${sections:+--only "$sections"} 2>&1 | tee "$out/bench.log" | grep -E "^\| |geomean|exit code"
