@@ -16,7 +16,9 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from distill.callbacks import Throughput
 from distill.data import TokenDataModule
+from distill.distributed import plain_models
 from distill.export import check_export_target, export_student
 from distill.module import DistillModule
 from distill.report import plot_training_curves
@@ -85,9 +87,28 @@ def make_datamodule(cfg: DictConfig, teacher, out_dir: Path) -> TokenDataModule:
 
 
 def evaluate(cfg: DictConfig, teacher, student, dm: TokenDataModule, device: torch.device) -> dict:
+    """Held-out metrics. Once a process group is up (after fit under DDP/FSDP) each rank's loader holds
+    its own shard; every rank evaluates ``ceil(eval.max_batches / world)`` batches of it and the
+    token-weighted results are pooled, so all ranks return the metrics of the whole evaluated set."""
     teacher.to(device)
     student.to(device)
-    return evaluate_distillation(teacher, student, dm.val_dataloader(), max_batches=cfg.eval.max_batches, device=device)
+    world = torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
+    max_batches = cfg.eval.max_batches
+    if max_batches is not None and world > 1:
+        max_batches = -(-max_batches // world)
+    result = evaluate_distillation(teacher, student, dm.val_dataloader(), max_batches=max_batches, device=device)
+    if world == 1:
+        return result
+    weights = {"kl": "tokens", "top1": "tokens", "nll_teacher": "next_tokens", "nll_student": "next_tokens"}
+    sums = [result[k] * result[w] for k, w in weights.items()] + [result["tokens"], result["next_tokens"]]
+    pooled = torch.tensor(sums, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(pooled)
+    totals = dict(zip([*weights, "tokens", "next_tokens"], pooled.tolist(), strict=True))
+    return {
+        **{k: totals[k] / max(totals[w], 1) for k, w in weights.items()},
+        "tokens": int(totals["tokens"]),
+        "next_tokens": int(totals["next_tokens"]),
+    }
 
 
 def run(cfg: DictConfig) -> float:
@@ -113,11 +134,17 @@ def run(cfg: DictConfig) -> float:
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     # Under DDP every rank evaluates on its own device (the strategy knows it before launch).
     device = trainer.strategy.root_device
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # rank k's kernels launch on its own GPU from the first eval on
     at_init = evaluate(cfg, teacher, student, dm, device)
     log.info("held-out at init: KL %.4f, top-1 %.3f", at_init["kl"], at_init["top1"])
     t0 = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
     fit_seconds = time.time() - t0
+    # FSDP leaves shards behind; evaluation and export need the whole student (and teacher).
+    teacher, student = plain_models(
+        trainer, teacher, student, lambda: hydra.utils.instantiate(cfg.teacher), lambda: build_student(cfg, teacher)
+    )
 
     after = evaluate(cfg, teacher, student, dm, device)
     log.info(
@@ -131,6 +158,16 @@ def run(cfg: DictConfig) -> float:
     metrics = {f"val/{k}": v for k, v in after.items()}
     metrics.update({f"init/{k}": v for k, v in at_init.items()})
     metrics.update({"train/steps": trainer.global_step, "train/seconds": fit_seconds})
+    for callback in trainer.callbacks:
+        if isinstance(callback, Throughput) and callback.summary:
+            metrics.update(callback.summary)
+            log.info(
+                "throughput: %.0f tokens/s over %d steps on %d device(s) (after %d warm-up steps)",
+                callback.summary["train/tokens_per_s"],
+                callback.summary["train/timed_steps"],
+                callback.summary["train/world_size"],
+                callback.warmup_steps,
+            )
 
     sample = next(iter(dm.val_dataloader()))["input_ids"][:2]
     result = {"metrics": metrics}

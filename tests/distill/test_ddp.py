@@ -28,6 +28,7 @@ COMMON = [
     "data.teacher_samples.length=128",
     "eval.max_batches=1",
     "callbacks.checkpoint.every_n_train_steps=4",
+    "callbacks.throughput.warmup_steps=1",
 ]
 
 
@@ -51,9 +52,18 @@ def test_two_process_ddp_matches_one_process(tmp_path):
         # fp32 all-reduce of per-rank token means equals the one-process mean up to summation order
         # (measured ~3e-8 after one SGD step at lr 0.1)
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
-    for run in (single, ddp):
+    for run, world in ((single, 1), (ddp, 2)):
         metrics = json.loads((run.parent / "metrics.json").read_text())["metrics"]
         assert metrics["train/steps"] == 4
+        # throughput counts the 3 steps after warm-up, with both ranks' tokens (8 windows of 64 per step)
+        assert metrics["train/world_size"] == world and metrics["train/timed_steps"] == 3
+        tokens = metrics["train/tokens_per_s"] * metrics["train/timed_seconds"]
+        assert tokens == pytest.approx(3 * 8 * 64, rel=1e-6)
+    # the final evaluation is pooled over both ranks' shards: the same windows and metrics as one process
+    m1, m2 = (json.loads((run.parent / "metrics.json").read_text())["metrics"] for run in (single, ddp))
+    assert m2["val/tokens"] == m1["val/tokens"] and m2["val/next_tokens"] == m1["val/next_tokens"]
+    for key in ("val/kl", "val/top1", "val/nll_student"):
+        assert m2[key] == pytest.approx(m1[key], rel=1e-4, abs=1e-6), key
     meta = json.loads((ddp / "config.json").read_text())
     assert meta["verification"]["verified"]
     assert not (tmp_path / "ddp" / "export" / ".staging").exists()
