@@ -33,7 +33,8 @@ def evaluate_distillation(teacher, student, batches: Iterable[dict], max_batches
         max_batches: stop after this many batches (None: all).
     Returns:
         ``kl`` (mean over valid tokens of KL(teacher‖student), nats), ``top1`` (argmax agreement),
-        ``nll_teacher`` / ``nll_student`` (next-token NLL on the data, nats), ``tokens``.
+        ``nll_teacher`` / ``nll_student`` (next-token NLL on the data, nats), ``tokens`` (the KL/top-1
+        denominator) and ``next_tokens`` (the NLL one), so results over shards can be pooled.
     """
     was_training = student.training
     student.eval()
@@ -67,4 +68,5 @@ def evaluate_distillation(teacher, student, batches: Iterable[dict], max_batches
         "nll_teacher": nll_t / max(n_next, 1),
         "nll_student": nll_s / max(n_next, 1),
         "tokens": n_tok,
+        "next_tokens": n_next,
     }
