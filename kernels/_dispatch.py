@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -30,6 +31,26 @@ def resolve_impl(impl: str, tensor: torch.Tensor, op: str) -> str:
             "use impl='naive' (or 'auto') on the CPU"
         )
     return impl
+
+
+def on_input_device(op):
+    """Launch ``op``'s kernels on the GPU its first tensor argument lives on.
+
+    Triton launches on the current CUDA device; a tensor on another GPU (rank 1 of a data-parallel
+    job before its trainer sets the device, a model placed on ``cuda:1``) would fail with "Pointer
+    argument cannot be accessed from Triton". Backward passes need no guard: autograd runs each
+    device's work on a thread bound to that device.
+    """
+
+    @functools.wraps(op)
+    def guarded(*args, **kwargs):
+        tensor = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        if tensor is not None and tensor.is_cuda and tensor.device.index != torch.cuda.current_device():
+            with torch.cuda.device(tensor.device):
+                return op(*args, **kwargs)
+        return op(*args, **kwargs)
+
+    return guarded
 
 
 # Enough programs to give each of ~132 SMs (H100/H200) a few; below that, decode steps cut V finer.

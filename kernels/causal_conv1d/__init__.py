@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from kernels._dispatch import resolve_impl
+from kernels._dispatch import on_input_device, resolve_impl
 from kernels.causal_conv1d.naive import naive_causal_conv1d, naive_causal_conv1d_update
 
 __all__ = ["causal_conv1d", "causal_conv1d_update", "naive_causal_conv1d", "naive_causal_conv1d_update"]
 
 
+@on_input_device
 def causal_conv1d(
     x: Tensor,
     weight: Tensor,
@@ -27,6 +28,7 @@ def causal_conv1d(
     return naive_causal_conv1d(x, weight, bias, initial_state, activation, output_final_state)
 
 
+@on_input_device
 def causal_conv1d_update(
     x: Tensor, state: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str | None = None, impl: str = "auto"
 ) -> Tensor:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from kernels._dispatch import resolve_impl
+from kernels._dispatch import on_input_device, resolve_impl
 from kernels.delta_rule.naive import naive_chunk_delta_rule, naive_delta_rule_step, naive_recurrent_delta_rule
 
 __all__ = ["chunk_delta_rule", "delta_rule_step", "naive_chunk_delta_rule", "naive_recurrent_delta_rule", "naive_delta_rule_step"]
 
 
+@on_input_device
 def chunk_delta_rule(
     q: Tensor,
     k: Tensor,
@@ -44,6 +45,7 @@ def chunk_delta_rule(
     return naive_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
 
 
+@on_input_device
 def delta_rule_step(
     q: Tensor, k: Tensor, v: Tensor, g: Tensor, a: Tensor, b: Tensor, state: Tensor, scale: float = 1.0, impl: str = "auto",
     bonus: Tensor | None = None, norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5,

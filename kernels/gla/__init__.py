@@ -14,7 +14,7 @@ import importlib.util
 
 from torch import Tensor
 
-from kernels._dispatch import resolve_impl
+from kernels._dispatch import on_input_device, resolve_impl
 from kernels.gla.naive import naive_chunk_gla, naive_gla_step, naive_recurrent_gla
 
 __all__ = ["chunk_gla", "gla_step", "naive_chunk_gla", "naive_recurrent_gla", "naive_gla_step", "resolve_available_impl"]
@@ -29,6 +29,7 @@ def resolve_available_impl(impl: str, tensor: Tensor, op: str, module: str) -> s
     return resolved
 
 
+@on_input_device
 def chunk_gla(
     q: Tensor,
     k: Tensor,
@@ -48,6 +49,7 @@ def chunk_gla(
     return naive_chunk_gla(q, k, v, g, scale, initial_state, output_final_state, chunk_size)
 
 
+@on_input_device
 def gla_step(
     q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, scale: float = 1.0, impl: str = "auto",
     norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5,

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from kernels._dispatch import resolve_impl
+from kernels._dispatch import on_input_device, resolve_impl
 from kernels.mamba2_step.naive import naive_mamba2_step
 
 __all__ = ["mamba2_step", "naive_mamba2_step"]
 
 
+@on_input_device
 def mamba2_step(zxbcdt: Tensor, ssm_state: Tensor, *args, impl: str = "auto", **kwargs) -> Tensor:
     """One decode step, states updated in place. Arguments as :func:`naive_mamba2_step`."""
     if resolve_impl(impl, zxbcdt, "mamba2_step") == "triton":

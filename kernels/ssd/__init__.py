@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from kernels._dispatch import resolve_impl
+from kernels._dispatch import on_input_device, resolve_impl
 from kernels.ssd.naive import naive_chunk_ssd, naive_recurrent_ssd, naive_ssd_step
 
 __all__ = ["chunk_ssd", "ssd_step", "naive_chunk_ssd", "naive_recurrent_ssd", "naive_ssd_step"]
 
 
+@on_input_device
 def chunk_ssd(
     q: Tensor,
     k: Tensor,
@@ -33,6 +34,7 @@ def chunk_ssd(
     return naive_chunk_ssd(q, k, v, g, scale, initial_state, output_final_state, chunk_size)
 
 
+@on_input_device
 def ssd_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, scale: float = 1.0, impl: str = "auto") -> Tensor:
     """One decode step, ``state`` updated in place. See :func:`kernels.ssd.naive.naive_ssd_step`."""
     if resolve_impl(impl, q, "ssd_step") == "triton":
