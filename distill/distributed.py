@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 
@@ -29,3 +31,31 @@ def block_wrap_policy() -> set[type[nn.Module]]:
     except ImportError:  # older transformers: wrap what we could import
         pass
     return classes
+
+
+def plain_models(trainer, teacher, student, fresh_teacher: Callable[[], nn.Module], fresh_student: Callable[[], nn.Module]):
+    """The fitted teacher and student as plain modules, on every rank, for evaluation and export.
+
+    Under DDP (or one device) the modules the trainer fitted are plain already and come back as they
+    are. Under FSDP their blocks hold shards that only the wrapped root can gather, so every rank
+    gathers the full student state (a collective: all ranks must call this), loads it into a fresh
+    student, and rebuilds the teacher from its config (frozen, so its weights are the ones it was
+    built with). The full models must then fit one device, as they did for the evaluation at init.
+    """
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    if not isinstance(trainer.strategy, FSDPStrategy):
+        return teacher, student
+    from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    root = trainer.strategy.model
+    with FSDP.state_dict_type(root, StateDictType.FULL_STATE_DICT, FullStateDictConfig(offload_to_cpu=True, rank0_only=False)):
+        full = root.state_dict()
+    prefix = "student."
+    state = {k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)}
+    plain = fresh_student()
+    missing, unexpected = plain.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"FSDP gather: student state does not match a fresh student (missing {missing}, unexpected {unexpected})")
+    return fresh_teacher(), plain

@@ -86,6 +86,11 @@ class DistillModule(L.LightningModule):
         self.log("val/loss", terms["loss"], batch_size=int(n_tok), sync_dist=True)
         self.log("val/top1", top1, batch_size=int(n_tok), sync_dist=True)
 
+    def on_train_start(self) -> None:
+        # FSDP wraps the teacher's blocks in new modules, which start in train mode, and Lightning no
+        # longer calls .train()/.eval() on fit start; put the whole teacher (wrappers too) in eval mode.
+        self.teacher.train(False)
+
     def configure_optimizers(self):
         params = [p for p in self.student.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params)
