@@ -412,7 +412,11 @@ def bench_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
         return max(rel_err(a, b) for a, b in zip(fb(fn), ref, strict=True))
 
     ours_fn = lambda *a: triton_chunk_ssd(*a, 1.0, None, False)[0]  # noqa: E731
-    entries = [("ours", lambda: fb(ours_fn), lambda: chk(ours_fn), BF16_TOL, True)]
+    ours_tb = lambda *a: triton_chunk_ssd(*a, 1.0, None, False, triton_backward=True)[0]  # noqa: E731
+    entries = [
+        ("ours (ref. bwd)", lambda: fb(ours_fn), lambda: chk(ours_fn), BF16_TOL, True),
+        ("ours (Triton bwd)", lambda: fb(ours_tb), lambda: chk(ours_tb), BF16_TOL, True),
+    ]
     if "fla" in P:
         fla_fn = lambda q, k, vv, gg: P["fla"]["chunk"](q, k, vv, g=gg, scale=1.0)[0]  # noqa: E731
         entries.append(("fla simple_gla", lambda: fb(fla_fn), lambda: chk(fla_fn), BF16_TOL, False))
