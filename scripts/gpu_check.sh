@@ -5,13 +5,8 @@
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR}
 mkdir -p "$out"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 HF_HUB_OFFLINE=1 WANDB_MODE=offline
+# shellcheck source=scripts/gpu_env.sh
+source scripts/gpu_env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
 # Each kernel test file in its own process: an illegal memory access poisons the CUDA context, and every later
 # test of the same process would error instead of telling its own result.

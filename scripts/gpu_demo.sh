@@ -6,10 +6,8 @@ set -uo pipefail
 out=${1:?usage: gpu_demo.sh OUT_DIR [overrides...]}
 shift
 mkdir -p "$out"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 HF_HUB_OFFLINE=1 WANDB_MODE=offline
+# shellcheck source=scripts/gpu_env.sh
+source scripts/gpu_env.sh
 python3 scripts/bench_decode.py --out "$out" 2>&1 | tee "$out/bench_decode.log" | tail -9
 runs=$(mktemp -d)
 for s in ${STUDENTS:-mamba2 gla rwkv7 hybrid}; do

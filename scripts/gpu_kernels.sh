@@ -9,13 +9,8 @@ set -uo pipefail
 out=${1:?usage: gpu_kernels.sh OUT_DIR [SECTIONS]}
 sections=${2:-}
 mkdir -p "$out"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0
+# shellcheck source=scripts/gpu_env.sh
+source scripts/gpu_env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
 t=${TEST_TIMEOUT:-120}
 for f in $([ "${SKIP_TESTS:-0}" = 1 ] || echo tests/kernels/test_*.py); do

@@ -10,12 +10,8 @@ set -uo pipefail
 out=${1:?usage: gpu_multi.sh OUT_DIR [overrides...]}
 shift
 mkdir -p "$out"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-fi
-# NVLink multicast stays off (the GPU hosts are shared).
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 HF_HUB_OFFLINE=1 WANDB_MODE=offline
+# shellcheck source=scripts/gpu_env.sh
+source scripts/gpu_env.sh
 steps=${STEPS:-300}
 runs=$(mktemp -d)
 common=(+experiment=demo_gpu "trainer.max_steps=$steps" "trainer.val_check_interval=$((steps / 2))" trainer.enable_progress_bar=false)

@@ -1,0 +1,11 @@
+# Sourced by the scripts/gpu_*.sh scripts (repo root, on the GPU machine): installs the wheels the GPU image
+# lacks (.whl/, filled by the tool README's gpu-wheels step) into /tmp/site and sets the environment every
+# GPU run uses. NVLink multicast stays off: the GPU hosts are shared, and it can take them out of service.
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 HF_HUB_OFFLINE=1 WANDB_MODE=offline
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
