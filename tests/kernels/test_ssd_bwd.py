@@ -84,11 +84,21 @@ def test_only_some_inputs_need_grad(device):
     assert_close("dv", v.grad, v_ref.grad, FP32_TOL)
 
 
-def test_triton_backward_opt_in_uses_triton_kernels(device):
-    """``triton_chunk_ssd(..., triton_backward=True)`` differentiates through :class:`ChunkSSDFunction`."""
+def test_backward_choice(device):
+    """``triton_chunk_ssd`` differentiates through :class:`ChunkSSDFunction` by default and through the
+    reference recompute with ``triton_backward=False``; both give the reference gradients."""
     q, k, v, g, h0 = ssd_inputs(1, 5, 1, 16, 16, True, device)
-    o, _ = triton_chunk_ssd(q, k, v, g, 1.0, h0, triton_backward=True)
+    do = torch.randn(1, 5, 1, 16, device=device)
+    got = {}
+    for flag in (True, False):
+        o, _ = triton_chunk_ssd(q, k, v, g, 1.0, h0, triton_backward=flag)
+        assert ("ChunkSSDFunction" in type(o.grad_fn).__name__) == flag, type(o.grad_fn).__name__
+        (o * do).sum().backward()
+        got[flag] = grads(q, k, v, g, h0)
+    o, _ = triton_chunk_ssd(q, k, v, g, 1.0, h0)
     assert "ChunkSSDFunction" in type(o.grad_fn).__name__
+    for name, a, b in zip(["dq", "dk", "dv", "dg", "dh0"], got[True], got[False], strict=True):
+        assert_close(name, a, b, FP32_TOL)
 
 
 def test_every_gpu_config_in_bounds():
