@@ -57,13 +57,16 @@ def on_input_device(op):
 _TARGET_PROGRAMS = 512
 
 
-def step_launch(BH: int, K: int, V: int) -> tuple[int, int, int]:
+def step_launch(BH: int, K: int, V: int, rank_one: bool = False) -> tuple[int, int, int]:
     """(BK, BV, num_warps) of a decode-step kernel with one program per (V block, batch·head), ``BH`` batch·heads.
 
     Each program holds a whole ``[K, BV]`` column block of the fp32 state (the output reduces over K), at
     most 8K elements in registers. When batch·heads alone cannot fill the GPU (decode at batch 1), V is cut
     finer so more programs share the step: there the step is latency-bound, and a smaller tile per program
     shortens its dependent load → update → store chain. The interpreter takes all of V in one program.
+    ``rank_one`` (the delta rule: a second reduction over K, ``u = Sᵀ a``) takes ``[K, 32]`` tiles on 2 warps
+    once batch·heads fill the GPU with them. Warp counts and that rule come from a sweep on an H200
+    (``scripts/sweep_step_launch.py``, kernels/NOTES.md 27).
     """
     import triton
 
@@ -74,8 +77,10 @@ def step_launch(BH: int, K: int, V: int) -> tuple[int, int, int]:
     BV = min(BV, max(16, 8192 // BK))
     while BV > 16 and BH * triton.cdiv(V, BV) < _TARGET_PROGRAMS:
         BV //= 2
+    if rank_one and BV > 32 and BH * triton.cdiv(V, 32) >= _TARGET_PROGRAMS:
+        return BK, 32, max(2, BK * 32 // 2048)
     return BK, BV, _step_warps(BK * BV)
 
 
 def _step_warps(elements: int) -> int:
-    return 8 if elements >= 8192 else 4 if elements >= 2048 else 2
+    return 8 if elements >= 8192 else 4

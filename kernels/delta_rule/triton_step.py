@@ -47,7 +47,7 @@ def triton_delta_rule_step(
     check_read_out("delta_rule_step", B, H, V, norm_weight, gate)
     q, k, v, g, a, b = (t.contiguous() for t in (q, k, v, g, a, b))
     o = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
-    BK, BV, warps = read_out_launch(B * H, K, V, norm_weight is not None)
+    BK, BV, warps = read_out_launch(B * H, K, V, norm_weight is not None, rank_one=True)
     gated_step_kernel[(triton.cdiv(V, BV), B * H)](
         q, k, v, g, a, b, state, o, float(scale), None if bonus is None else bonus.contiguous(),
         *read_out_args(norm_weight, gate, eps), H, K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=True,

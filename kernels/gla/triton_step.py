@@ -76,10 +76,10 @@ def read_out_args(norm_weight: Tensor | None, gate: Tensor | None, eps: float) -
     return (None if norm_weight is None else norm_weight.contiguous(), None if gate is None else gate.contiguous(), float(eps))
 
 
-def read_out_launch(BH: int, K: int, V: int, norm: bool) -> tuple[int, int, int]:
+def read_out_launch(BH: int, K: int, V: int, norm: bool, rank_one: bool = False) -> tuple[int, int, int]:
     """:func:`kernels._dispatch.step_launch`, except that a fused norm (a reduction over V) needs one program
     per head holding all of V."""
-    BK, BV, warps = step_launch(BH, K, V)
+    BK, BV, warps = step_launch(BH, K, V, rank_one=rank_one)
     if norm:
         BV = max(16, triton.next_power_of_2(V))
         warps = max(warps, min(8, BK * BV // 1024))

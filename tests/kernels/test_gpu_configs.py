@@ -165,7 +165,7 @@ STEP_K, STEP_V = 20, 40
 
 def _gpu_step_launches(K: int, V: int) -> list[tuple[int, int, int]]:
     with gpu_launch_choices(dispatch):
-        return sorted({dispatch.step_launch(2**i, K, V) for i in range(13)})
+        return sorted({dispatch.step_launch(2**i, K, V, r) for i in range(13) for r in (False, True)})
 
 
 def test_step_launch_cuts_v_on_gpu():
@@ -189,7 +189,7 @@ def test_decode_step(op, launch, monkeypatch):
     }[op]
     ref_state = state.clone()
     o_ref = naive(*args, ref_state, 0.7)
-    monkeypatch.setattr(module, "step_launch", lambda BH, K, V: launch)
+    monkeypatch.setattr(module, "step_launch", lambda BH, K, V, rank_one=False: launch)
     guards = Guards()
     s = guards(state)
     with guards.allocations():
