@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kernels.causal_conv1d import naive_causal_conv1d  # noqa: E402
 from kernels.causal_conv1d.triton_conv import triton_causal_conv1d  # noqa: E402
 from kernels.delta_rule import naive_chunk_delta_rule, naive_delta_rule_step  # noqa: E402
+from kernels.delta_rule.triton_chunk import chunk_delta_rule_fwd  # noqa: E402
 from kernels.delta_rule.triton_recurrent import fused_recurrent_delta_rule_fwd  # noqa: E402
 from kernels.delta_rule.triton_step import triton_delta_rule_step  # noqa: E402
 from kernels.gla import naive_chunk_gla, naive_gla_step  # noqa: E402
@@ -498,11 +499,15 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
     def ours():
         return fused_recurrent_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True)
 
+    def ours_chunk():
+        return chunk_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True)
+
     def chk(fn):
         o, s = fn()
         return max(rel_err(o, ref[0]), rel_err(s, ref[1]))
 
-    entries = [("ours fused_recurrent", ours, lambda: chk(ours), BF16_TOL, True)]
+    entries = [("ours chunked", ours_chunk, lambda: chk(ours_chunk), BF16_TOL, True),
+               ("ours fused_recurrent", ours, lambda: chk(ours), BF16_TOL, True)]
     if "fla" in P:
         fr, fc = P["fla"]["rwkv7_recurrent"], P["fla"]["rwkv7_chunk"]
 

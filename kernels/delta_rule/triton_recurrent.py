@@ -10,8 +10,8 @@ order (a runtime loop, so compile time does not grow with T):
 or 32). Each program re-reads q, k, g, a, b of its head (``V / BV`` times per head in all) and writes its
 ``BV`` slice of o; the state touches memory only at the start (optional h0) and the end (optional final
 state). The walk is sequential in T: fine for prefill of moderate length and for decode-sized batches,
-but it cannot use tensor cores — a chunked (WY / UT-transform) Triton kernel, ``naive_chunk_delta_rule``
-in Triton, is the next step for long training sequences.
+but it cannot use tensor cores. :mod:`kernels.delta_rule.triton_chunk` is the chunked (UT-transform) forward;
+:func:`kernels.delta_rule.chunk_delta_rule` takes it for few batch·heads and this walk for many.
 
 Backward (fallback, not a Triton kernel): :func:`kernels._fallback.with_reference_backward` recomputes
 the forward through the reference :func:`naive_chunk_delta_rule` under autograd inside ``backward`` —

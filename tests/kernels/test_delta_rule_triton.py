@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from _kernel_util import assert_close, grads, mixer_read_out
 
-from kernels.delta_rule import chunk_delta_rule, delta_rule_step, naive_delta_rule_step, naive_recurrent_delta_rule
+from kernels.delta_rule import delta_rule_step, naive_delta_rule_step, naive_recurrent_delta_rule
+from kernels.delta_rule.triton_recurrent import triton_fused_recurrent_delta_rule
 
 # fp32 everywhere in the kernels; the Triton walk and the reference only reorder sums (~1e-7). The
 # gradients come from the chunked reference (the documented fallback), which also only reorders sums.
@@ -46,7 +47,7 @@ def test_recurrent_forward_backward(T, s0, device):
     do = torch.randn(B, T, H, V, device=device)
     dhT = torch.randn(B, H, K, V, device=device)
 
-    o, hT = chunk_delta_rule(q, k, v, g, a, b, SCALE, h0, output_final_state=True, impl="triton")
+    o, hT = triton_fused_recurrent_delta_rule(q, k, v, g, a, b, SCALE, h0, output_final_state=True)
     ((o * do).sum() + (hT * dhT).sum()).backward()
     tri = [o.detach(), hT.detach(), *grads(q, k, v, g, a, b, h0)]
 
@@ -64,7 +65,7 @@ def test_recurrent_without_final_state(s0, device):
     q, k, v, g, a, b, h0 = _inputs(B, T, H, K, V, s0, device)
     do = torch.randn(B, T, H, V, device=device)
     outs = []
-    for fn in (lambda *x: chunk_delta_rule(*x, impl="triton"), naive_recurrent_delta_rule):
+    for fn in (triton_fused_recurrent_delta_rule, naive_recurrent_delta_rule):
         o, hT = fn(q, k, v, g, a, b, SCALE, h0, False)
         assert hT is None
         (o * do).sum().backward()
@@ -75,7 +76,7 @@ def test_recurrent_without_final_state(s0, device):
 def test_recurrent_inference_does_not_track_gradients(device):
     q, k, v, g, a, b, h0 = _inputs(1, 5, 2, 12, 20, True, device)
     with torch.no_grad():
-        o, hT = chunk_delta_rule(q, k, v, g, a, b, SCALE, h0, impl="triton")
+        o, hT = triton_fused_recurrent_delta_rule(q, k, v, g, a, b, SCALE, h0)
     assert o.grad_fn is None and hT.grad_fn is None
     o_ref, h_ref = naive_recurrent_delta_rule(q, k, v, g, a, b, SCALE, h0)
     assert_close("o", o, o_ref.detach(), FP32_TOL)
@@ -96,7 +97,7 @@ def test_step_matches_reference_and_recurrent(s0, device):
         assert_close(f"o[{t}]", o, r, FP32_TOL)
         assert_close(f"state[{t}]", s_tri, s_ref, FP32_TOL)
         outs.append(o)
-    o_rec, h_rec = chunk_delta_rule(q, k, v, g, a, b, SCALE, h0, impl="triton")
+    o_rec, h_rec = triton_fused_recurrent_delta_rule(q, k, v, g, a, b, SCALE, h0)
     assert_close("step loop vs recurrent", torch.stack(outs, 1), o_rec, FP32_TOL)
     assert_close("step state vs recurrent", s_tri, h_rec, FP32_TOL)
 
@@ -117,7 +118,7 @@ def test_recurrent_full_shape_gpu(B, K, dtype, tol):
     dev = torch.device("cuda")
     T, H = 256, 16
     q, k, v, g, a, b, h0 = (t.detach() for t in _inputs(B, T, H, K, K, True, dev, dtype))
-    o, hT = chunk_delta_rule(q, k, v, g, a, b, K**-0.5, h0, impl="triton")
+    o, hT = triton_fused_recurrent_delta_rule(q, k, v, g, a, b, K**-0.5, h0)
     o_ref, h_ref = naive_recurrent_delta_rule(*(t.float() for t in (q, k, v, g, a, b)), K**-0.5, h0)
     assert o.dtype == dtype
     assert_close("o", o, o_ref, tol)
@@ -130,7 +131,7 @@ def test_recurrent_backward_gpu():
     q, k, v, g, a, b, h0 = _inputs(1, 300, 2, 64, 64, True, dev)
     do, dhT = torch.randn(1, 300, 2, 64, device=dev), torch.randn(1, 2, 64, 64, device=dev)
     outs = []
-    for fn in (lambda *x: chunk_delta_rule(*x, impl="triton"), naive_recurrent_delta_rule):
+    for fn in (triton_fused_recurrent_delta_rule, naive_recurrent_delta_rule):
         o, hT = fn(q, k, v, g, a, b, 0.125, h0)
         ((o * do).sum() + (hT * dhT).sum()).backward()
         outs.append([o.detach(), hT.detach(), *grads(q, k, v, g, a, b, h0)])

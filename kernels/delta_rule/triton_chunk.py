@@ -1,0 +1,481 @@
+"""Chunked (UT-transform) Triton forward of the generalized delta rule (training, prefill).
+
+Same contract as :func:`kernels.delta_rule.naive.naive_chunk_delta_rule`, whose algorithm it runs. Chunks of
+``BT ∈ {32, 64}`` steps, sub-chunks of ``BC = 16``; ``G`` is the inclusive cumulative log-decay from the chunk
+start, ``G⁻ = G − g`` the exclusive one (one torch cumsum, fp32, padded to whole chunks with a zero
+log-decay so that padded steps leave the state as it was). Per chunk with entry state ``S``:
+
+    u = W + Ã S,   W = L A_ak v,   Ã = L (a ⊙ exp(G⁻)),   L = (I − A_ab)⁻¹ (the UT transform)
+    o = scale · [(q ⊙ exp(G)) S + Q_b u + Q_k v]
+    S ← diag(exp(G_last)) S + b_outᵀ u + k_outᵀ v,   x_out = x ⊙ exp(G_last − G)
+
+The kernels substitute ``u`` before the walk (``M = L A_ak``), so the sequential walk does one product with
+the state per chunk and the output needs no ``u``:
+
+    S ← diag(exp(G_last)) S + b_outᵀ (Ã S) + k_effᵀ v,     k_eff = Mᵀ b_out + k_out
+    o = q_eff S + P v,   q_eff = scale · (q ⊙ exp(G) + Q_b Ã),   P = scale · (Q_b M + Q_k)
+
+Four launches:
+
+1. ``_delta_rule_chunk_scores``, grid (BT/BC sub-chunks, chunks, batch·head), all independent: the
+   sub-chunk's rows of the four strictly / inclusively lower scores ``A_ab``, ``A_ak``, ``Q_b``, ``Q_k``
+   (``A_xy[t, i] = Σ_k x_tk y_ik exp(Gx_tk − G_ik)``), written block by block (fp32, ``[B·H, NT, BT, BT]``;
+   blocks above the diagonal and rows past T are left unwritten: every reader masks them). Blocks left of
+   the diagonal refer both factors to ``G`` at the row before the sub-chunk (``= G⁻`` at its first row, ≥
+   every ``G``/``G⁻`` of the sub-chunk, ≤ every earlier ``G``), so both exponents are ≤ 0; the diagonal
+   block takes the pairwise decays as ``[BC, BC, 16]`` tiles (K in steps of 16) with the difference masked
+   to ``-inf`` before the exp. The diagonal block of ``A_ab`` is stored inverted, ``(I − A_ab,ii)⁻¹``: its
+   4 × 4 diagonal blocks by forward substitution in registers, then the same product form as in 2.
+2. ``_delta_rule_chunk_solve``, grid (chunks, batch·head), all independent: with ``D⁻¹`` the inverted
+   diagonal blocks and ``N`` the blocks left of them, ``L = (I − D⁻¹N)⁻¹ D⁻¹ = (I + X²)(I + X) D⁻¹``,
+   ``X = D⁻¹N`` (nilpotent: ``X^{BT/BC} = 0``; a block-level forward substitution written as products, so
+   no ``A^p`` with large entries appears as it would in a doubling of the whole chunk). Then ``M``, ``P``
+   and, in two passes over K blocks, ``b_out``, ``k_eff``, then ``Ã``, ``q_eff`` (``[B·H, NT·BT, K]``).
+3. ``_delta_rule_chunk_states``, grid (V block, batch·head): walks the chunks in order, one whole chunk per
+   iteration so that the compiler's pipelining loads the next chunk's inputs during the current products
+   (``u = Ã S`` reduces over K, so every program holds all of K), and stores the state entering each
+   chunk ``h[n]`` (inputs' dtype) and the final state (fp32).
+4. ``_delta_rule_chunk_output``, grid (V block, chunk, batch·head), all independent: ``o = q_eff h[n] + P v``.
+
+Precision: everything that feeds the sequential walk (the scores, ``L``, ``Ã``, ``b_out``, ``k_eff``) is
+fp32 in registers and in memory, since an error there enters the state and is carried to every later
+chunk. With fp32 inputs every product is IEEE fp32 (matches the reference to ~1e-6); otherwise the scores'
+small products stay IEEE (fewer registers than tf32 MMA at 16 × 16) and the solve and walk use tf32 on fp32
+tiles. Only what the output alone reads (``q_eff``, ``P``, ``h``) is stored in the inputs' dtype, whose
+products then use tensor cores in that dtype, as the GLA and SSD output kernels do. No factor is ever ``exp``
+of a positive number (for ``g ≤ 0``), so strong decays stay finite.
+
+Measured (H200, 2026-12-01, bf16, K = V, median of ``do_bench``; correctness-gated against the fp32 reference,
+rel. err 2.4e-3 where fla's ``chunk_rwkv7`` gives 3.0e-3): B=1 T=4096 H=16 K=64 722 µs (BT = 32; 811 µs at
+BT = 64), 3.3× the fused-recurrent kernel (2397 µs), fla ``chunk_rwkv7`` 755 µs; B=2 T=4096 H=16 K=128 2151 µs,
+1.2× the fused-recurrent (2572 µs); but B=8 T=2048 H=16 K=64 1808 µs, 0.70× the fused-recurrent (1263 µs) and
+0.54× fla (974 µs). The scores kernel is the cost once batch·heads fill the GPU (1129 of the 1808 µs: the
+``[BC, BC, 16]`` diagonal tiles, exp-bound and converted between layouts), the walk at batch 1 (294 of 722 µs).
+
+Backward (fallback, not a Triton kernel): :func:`kernels._fallback.with_reference_backward` recomputes the
+forward through :func:`naive_chunk_delta_rule` under autograd inside ``backward``, as
+:mod:`kernels.delta_rule.triton_recurrent` does (``g``, ``a``, ``b`` travel stacked in its gate slot).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from kernels._dispatch import triton_interpreted
+from kernels._fallback import with_reference_backward
+from kernels.delta_rule.naive import _check, naive_chunk_delta_rule
+from kernels.gla.naive import pad_time
+from kernels.gla.triton_chunk import _dot, prepare_inputs
+
+__all__ = ["triton_chunk_delta_rule", "chunk_delta_rule_fwd", "CHUNKS", "MAX_K"]
+
+CHUNKS = (32, 64)  # the chunk lengths BT the kernels take; (I + X)(I + X²) covers up to 4 sub-chunks
+SUB_CHUNK = 16
+MAX_K = 256  # the state walk holds all of K in one program
+_MAX_STATE_TILE = 8192  # fp32 state elements (BK · BV) per program of the walk
+
+# GPU configs of each kernel, (meta-parameters, num_warps) each: those autotuned for 16-bit inputs (tensor-core
+# products, num_stages = 2), then the one config fp32 inputs take. Few on purpose: every new key autotunes all of
+# them. Register counts below are ptxas's for sm_90 (compiled on the CPU) at K = 64 and 128.
+_TILES = {
+    # BK = 64 at 4 warps spills at K = 128; these take 112-146 registers
+    "scores": ((({"BK": 32}, 4), ({"BK": 64}, 8)), ({"BK": 32}, 8)),
+    # the solve keeps two [BT, BT] fp32 matrices live across its K loops: at BT = 32 these take 184-242 registers,
+    # at BT = 64 every 16-bit config tried spills (0.3-1.3 KB)
+    "solve": ((({"BK": 16}, 4), ({"BK": 32}, 8)), ({"BK": 16}, 8)),
+    # the walk re-reads Ã, b_out and k_eff once per V block: wider blocks read less, narrower ones give more
+    # programs at small batch; BV = 64 only up to K = 128 (see _MAX_STATE_TILE)
+    "states": ((({"BV": 16}, 4), ({"BV": 32}, 4), ({"BV": 32}, 8), ({"BV": 64}, 8)), ({"BV": 16}, 8)),
+    "output": ((({"BK": 64, "BV": 64}, 4), ({"BK": 64, "BV": 128}, 8)), ({"BK": 32, "BV": 32}, 4)),
+}
+# fp32's IEEE products are FMA loops whose operands live in registers. Pipelined (num_stages = 2) their operands
+# went to local memory (32 registers and 1.5-9 KB of stack); at num_stages = 1 the fp32 configs above compile
+# without spills, except the solve at BT = 64 (3-6 KB in every config tried): fp32 is the precision path.
+_STAGES = {False: 2, True: 1}
+# Under the interpreter: 16-wide K and V blocks, so that the tests' odd K and V (12, 20, 40) span several.
+_INTERPRETED = {"scores": {"BK": 16}, "solve": {"BK": 16}, "states": {"BV": 16}, "output": {"BK": 16, "BV": 16}}
+
+
+def _gpu_configs(kernel: str, fp32: bool) -> list[triton.Config]:
+    tiles, one = _TILES[kernel]
+    return [triton.Config(dict(meta), num_warps=w, num_stages=_STAGES[fp32]) for meta, w in ([one] if fp32 else tiles)]
+
+
+def _configs(kernel: str, interpreted: bool | None = None) -> list[triton.Config]:
+    if triton_interpreted() if interpreted is None else interpreted:
+        return [triton.Config(_INTERPRETED[kernel], num_warps=4, num_stages=1)]
+    return _gpu_configs(kernel, False) + _gpu_configs(kernel, True)
+
+
+def _by_precision(kernel: str):
+    """An ``early_config_prune`` keeping the configs of the launch's precision (``_TILES``); for the state walk
+    only those whose ``[BK, BV]`` fp32 state tile stays within ``_MAX_STATE_TILE`` elements."""
+
+    def prune(configs, named_args, **kwargs):
+        if len(configs) == 1:  # the interpreter's, or one a test pinned
+            return configs
+        wanted = _gpu_configs(kernel, bool(kwargs["IS_FP32"]))
+        keep = [c for c in configs if c in wanted]
+        if kernel == "states":
+            keep = [c for c in keep if kwargs["BK"] * c.kwargs["BV"] <= _MAX_STATE_TILE] or keep[:1]
+        return keep
+
+    return prune
+
+
+@triton.jit
+def _unit_lower_inverse(A, BC: tl.constexpr):
+    """``(I − A)⁻¹`` of a strictly lower ``[BC, BC]`` fp32 tile (BC = 16). Its 4 × 4 diagonal blocks ``D⁻¹`` by forward
+    substitution, the four at once (``L_r = e_r + Σ_{j<r} A_rj L_j``, rows ``j < r`` final when row ``r`` is
+    formed: 3 dependent steps rather than 15), then across blocks ``(I + X²)(I + X) D⁻¹``, ``X = D⁻¹ N`` with
+    ``N`` the part of ``A`` left of the diagonal blocks (``X⁴ = 0``)."""
+    o = tl.arange(0, BC)
+    rows, cols = o[:, None], o[None, :]
+    same = rows // 4 == cols // 4
+    A_d = tl.where(same, A, 0.0)
+    D = tl.where(rows == cols, 1.0, 0.0)
+    for r in tl.static_range(1, 4):
+        sel = rows % 4 == r
+        # row r of every block, each in its own block's columns; D is block diagonal, so one product serves all four
+        a_r = tl.sum(tl.where(sel, A_d, 0.0), axis=0)
+        D = tl.where(sel & same, D + tl.sum(a_r[:, None] * D, axis=0)[None, :], D)
+    X = tl.dot(D, tl.where(cols // 4 < rows // 4, A, 0.0), input_precision="ieee")
+    L = D + tl.dot(X, D, input_precision="ieee")
+    return L + tl.dot(tl.dot(X, X, input_precision="ieee"), L, input_precision="ieee")
+
+
+@triton.autotune(
+    configs=_configs("scores"), key=["K", "BT", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision("scores")}
+)
+@triton.jit(do_not_specialize=["T", "NT"])
+def _delta_rule_chunk_scores(
+    q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT,
+    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BKD: tl.constexpr,
+    IS_FP32: tl.constexpr,
+):
+    i_c, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = (i_bh // H).to(tl.int64), i_bh % H
+    TP = NT * BT
+    o_c = tl.arange(0, BC)
+    r0 = i_n * BT + i_c * BC  # time of the sub-chunk's first row
+    if r0 >= T:  # padding only (the last chunk's tail): every reader masks rows ≥ T
+        return
+    t_i = r0 + o_c
+    m_i = t_i < T
+    row_x = (i_b * T + t_i) * H + i_h  # rows of this sub-chunk in the [B·T·H, K] views of q, k, a, b
+    row_g = (i_b * TP + t_i) * H + i_h  # and in the padded G
+    m_prev = i_c * BC + o_c > 0  # G⁻ is G of the step before, or 0 at the chunk's first step
+    p_out = (i_bh.to(tl.int64) * NT + i_n) * BT * BT + (i_c * BC + o_c[:, None]) * BT + o_c[None, :]
+    # Blocks left of the diagonal, each factor referred to G at the row before this sub-chunk. Their [BC, BC]
+    # products are IEEE fp32 for every input dtype: FMA keeps fewer registers live than tf32 MMA at this size.
+    for j_c in range(i_c):
+        t_j = i_n * BT + j_c * BC + o_c  # all < r0 < T
+        row_y = (i_b * T + t_j) * H + i_h
+        acc_ab = tl.zeros([BC, BC], dtype=tl.float32)
+        acc_ak = tl.zeros([BC, BC], dtype=tl.float32)
+        acc_qb = tl.zeros([BC, BC], dtype=tl.float32)
+        acc_qk = tl.zeros([BC, BC], dtype=tl.float32)
+        for i_k in range(tl.cdiv(K, BK)):
+            o_k = i_k * BK + tl.arange(0, BK)
+            m_k = o_k < K
+            m_x = m_i[:, None] & m_k[None, :]
+            b_a = tl.load(a + row_x[:, None] * K + o_k[None, :], mask=m_x, other=0.0).to(tl.float32)
+            b_q = tl.load(q + row_x[:, None] * K + o_k[None, :], mask=m_x, other=0.0).to(tl.float32)
+            b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+            b_Gx = tl.load(G + (row_g[:, None] - H) * K + o_k[None, :], mask=m_prev[:, None] & m_k[None, :], other=0.0)
+            b_Gr = tl.load(G + ((i_b * TP + r0 - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+            b_ar = b_a * tl.exp(b_Gx - b_Gr[None, :])
+            b_qr = b_q * tl.exp(b_G - b_Gr[None, :])
+            # b, k and G of sub-chunk j as [BK, BC] (transposed)
+            b_bj = tl.load(b + row_y[None, :] * K + o_k[:, None], mask=m_k[:, None], other=0.0).to(tl.float32)
+            b_kj = tl.load(k + row_y[None, :] * K + o_k[:, None], mask=m_k[:, None], other=0.0).to(tl.float32)
+            b_Gj = tl.load(G + ((i_b * TP + t_j[None, :]) * H + i_h) * K + o_k[:, None], mask=m_k[:, None], other=0.0)
+            f = tl.exp(b_Gr[:, None] - b_Gj)
+            b_bj *= f
+            b_kj *= f
+            acc_ab += tl.dot(b_ar, b_bj, input_precision="ieee")
+            acc_ak += tl.dot(b_ar, b_kj, input_precision="ieee")
+            acc_qb += tl.dot(b_qr, b_bj, input_precision="ieee")
+            acc_qk += tl.dot(b_qr, b_kj, input_precision="ieee")
+        p_blk = p_out + j_c * BC
+        tl.store(A_ab + p_blk, acc_ab)
+        tl.store(A_ak + p_blk, acc_ak)
+        tl.store(Q_b + p_blk, acc_qb)
+        tl.store(Q_k + p_blk, acc_qk)
+    # the diagonal block: pairwise decays [BC, BC, BKD] masked before the exp (strict for A, inclusive for Q),
+    # K in steps of BKD so that the 3D tiles stay at BC · BC · BKD = 4K elements
+    strict = (o_c[:, None] > o_c[None, :])[:, :, None]
+    incl = (o_c[:, None] >= o_c[None, :])[:, :, None]
+    acc_ab = tl.zeros([BC, BC], dtype=tl.float32)
+    acc_ak = tl.zeros([BC, BC], dtype=tl.float32)
+    acc_qb = tl.zeros([BC, BC], dtype=tl.float32)
+    acc_qk = tl.zeros([BC, BC], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BKD)):
+        o_k = i_k * BKD + tl.arange(0, BKD)
+        m_k = o_k < K
+        m_x = m_i[:, None] & m_k[None, :]
+        p_x = row_x[:, None] * K + o_k[None, :]
+        b_a = tl.load(a + p_x, mask=m_x, other=0.0).to(tl.float32)
+        b_q = tl.load(q + p_x, mask=m_x, other=0.0).to(tl.float32)
+        b_b = tl.load(b + p_x, mask=m_x, other=0.0).to(tl.float32)
+        b_k = tl.load(k + p_x, mask=m_x, other=0.0).to(tl.float32)
+        b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        b_Gx = tl.load(G + (row_g[:, None] - H) * K + o_k[None, :], mask=m_prev[:, None] & m_k[None, :], other=0.0)
+        e_s = tl.exp(tl.where(strict, b_Gx[:, None, :] - b_G[None, :, :], float("-inf")))
+        e_i = tl.exp(tl.where(incl, b_G[:, None, :] - b_G[None, :, :], float("-inf")))
+        b_ae = b_a[:, None, :] * e_s
+        b_qe = b_q[:, None, :] * e_i
+        acc_ab += tl.sum(b_ae * b_b[None, :, :], axis=2)
+        acc_ak += tl.sum(b_ae * b_k[None, :, :], axis=2)
+        acc_qb += tl.sum(b_qe * b_b[None, :, :], axis=2)
+        acc_qk += tl.sum(b_qe * b_k[None, :, :], axis=2)
+    p_blk = p_out + i_c * BC
+    tl.store(A_ab + p_blk, _unit_lower_inverse(acc_ab, BC))
+    tl.store(A_ak + p_blk, acc_ak)
+    tl.store(Q_b + p_blk, acc_qb)
+    tl.store(Q_k + p_blk, acc_qk)
+
+
+@triton.autotune(
+    configs=_configs("solve"), key=["K", "BT", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision("solve")}
+)
+@triton.jit(do_not_specialize=["T", "NT"])
+def _delta_rule_chunk_solve(
+    q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, Ae, Bo, Ke, Qe, P, scale, T, NT,
+    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, IS_FP32: tl.constexpr,
+):
+    i_n, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = (i_bh // H).to(tl.int64), i_bh % H
+    TP = NT * BT
+    o_t = tl.arange(0, BT)
+    t = i_n * BT + o_t
+    m_t = t < T
+    rows, cols = o_t[:, None], o_t[None, :]
+    blk_r, blk_c = rows // BC, cols // BC
+    # rows past T were not written (zero there: L, M and P get zero rows, so do Ã and q_eff)
+    lower = (cols <= rows) & m_t[:, None]
+    p_sq = (i_bh.to(tl.int64) * NT + i_n) * BT * BT + rows * BT + cols
+    # L = (I − A_ab)⁻¹ from the inverted diagonal blocks D⁻¹ and the blocks N left of them:
+    # L = (I + X²)(I + X) D⁻¹ with X = D⁻¹N (X² = 0 for two sub-chunks)
+    b_Di = tl.load(A_ab + p_sq, mask=lower & (blk_r == blk_c), other=0.0)
+    b_X = _dot(b_Di, tl.load(A_ab + p_sq, mask=lower & (blk_c < blk_r), other=0.0), IS_FP32)
+    b_L = b_Di + _dot(b_X, b_Di, IS_FP32)
+    if BT // BC > 2:
+        b_L += _dot(_dot(b_X, b_X, IS_FP32), b_L, IS_FP32)
+    b_M = _dot(b_L, tl.load(A_ak + p_sq, mask=lower & (cols < rows), other=0.0), IS_FP32)
+    row_x = (i_b * T + t) * H + i_h
+    row_g = (i_b * TP + t) * H + i_h
+    row_o = i_bh.to(tl.int64) * TP + t  # rows of the [B·H, NT·BT, K] outputs
+    b_Gl_row = (i_b * TP + i_n * BT + BT - 1) * H + i_h
+    # Two passes over K, so that only two [BT, BT] matrices stay live across a loop: (L, M), then (L, Q_b L).
+    b_Mt = tl.trans(b_M)
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        p_x = row_x[:, None] * K + o_k[None, :]
+        b_b = tl.load(b + p_x, mask=m_t[:, None] & m_k[None, :], other=0.0).to(tl.float32)
+        b_k = tl.load(k + p_x, mask=m_t[:, None] & m_k[None, :], other=0.0).to(tl.float32)
+        b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        b_Gl = tl.load(G + b_Gl_row * K + o_k, mask=m_k, other=0.0)
+        decay = tl.exp(b_Gl[None, :] - b_G)
+        b_bo = b_b * decay
+        p_o = row_o[:, None] * K + o_k[None, :]
+        tl.store(Bo + p_o, b_bo, mask=m_k[None, :])
+        tl.store(Ke + p_o, _dot(b_Mt, b_bo, IS_FP32) + b_k * decay, mask=m_k[None, :])
+    b_Qb = tl.load(Q_b + p_sq, mask=lower, other=0.0)
+    b_Pv = _dot(b_Qb, b_M, IS_FP32) + tl.load(Q_k + p_sq, mask=lower, other=0.0)
+    tl.store(P + p_sq, (b_Pv * scale).to(P.dtype.element_ty))
+    b_QL = _dot(b_Qb, b_L, IS_FP32)  # q_eff = scale · (q ⊙ exp(G) + Q_b Ã), Ã = L (a ⊙ exp(G⁻))
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        p_x = row_x[:, None] * K + o_k[None, :]
+        b_a = tl.load(a + p_x, mask=m_t[:, None] & m_k[None, :], other=0.0).to(tl.float32)
+        b_q = tl.load(q + p_x, mask=m_t[:, None] & m_k[None, :], other=0.0).to(tl.float32)
+        b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        b_Gx = tl.load(G + (row_g[:, None] - H) * K + o_k[None, :], mask=(o_t[:, None] > 0) & m_k[None, :], other=0.0)
+        b_ae = b_a * tl.exp(b_Gx)
+        p_o = row_o[:, None] * K + o_k[None, :]
+        tl.store(Ae + p_o, _dot(b_L, b_ae, IS_FP32), mask=m_k[None, :])
+        b_qe = (b_q * tl.exp(b_G) + _dot(b_QL, b_ae, IS_FP32)) * scale
+        tl.store(Qe + p_o, b_qe.to(Qe.dtype.element_ty), mask=m_k[None, :])
+
+
+@triton.autotune(
+    configs=_configs("states"), key=["K", "V", "BK", "BT", "IS_FP32", "BH_BUCKET"],
+    prune_configs_by={"early_config_prune": _by_precision("states")},
+)
+@triton.jit(do_not_specialize=["T", "NT"])
+def _delta_rule_chunk_states(
+    v, G, Ae, Bo, Ke, h, h0, hT, T, NT, BH_BUCKET,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_FP32: tl.constexpr,
+):
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = (i_bh // H).to(tl.int64), i_bh % H
+    TP = NT * BT
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k, m_v = o_k < K, o_v < V
+    m_kv = m_k[:, None] & m_v[None, :]
+    p_kv = o_k[:, None] * V + o_v[None, :]
+    b_s = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_H0:
+        b_s += tl.load(h0 + i_bh.to(tl.int64) * K * V + p_kv, mask=m_kv, other=0.0)
+    o_t = tl.arange(0, BT)
+    # One chunk per iteration and no inner loop: the compiler's pipelining (num_stages) then loads chunk n + 1's
+    # Ã, b_out, k_eff and v while chunk n's products run; only the products with the state are sequential.
+    for i_n in range(NT):
+        tl.store(h + (i_bh.to(tl.int64) * NT + i_n) * K * V + p_kv, b_s.to(h.dtype.element_ty), mask=m_kv)
+        t = i_n * BT + o_t
+        row_o = i_bh.to(tl.int64) * TP + t
+        # Ã as [BT, BK], b_out and k_eff as [BK, BT] (transposed); rows past T hold zeros
+        b_At = tl.load(Ae + row_o[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        b_bo = tl.load(Bo + row_o[None, :] * K + o_k[:, None], mask=m_k[:, None], other=0.0)
+        b_ke = tl.load(Ke + row_o[None, :] * K + o_k[:, None], mask=m_k[:, None], other=0.0)
+        b_v = tl.load(v + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], mask=(t[:, None] < T) & m_v[None, :], other=0.0)
+        b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        b_u = _dot(b_At, b_s, IS_FP32)  # u − W = Ã S
+        b_s = b_s * tl.exp(b_Gl)[:, None] + _dot(b_bo, b_u, IS_FP32) + _dot(b_ke, b_v.to(tl.float32), IS_FP32)
+    if STORE_FINAL:
+        tl.store(hT + i_bh.to(tl.int64) * K * V + p_kv, b_s, mask=m_kv)
+
+
+@triton.autotune(
+    configs=_configs("output"), key=["K", "V", "BT", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision("output")}
+)
+@triton.jit(do_not_specialize=["T", "NT"])
+def _delta_rule_chunk_output(
+    v, Qe, P, h, o, T, NT,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    IS_FP32: tl.constexpr,
+):
+    i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = (i_bh // H).to(tl.int64), i_bh % H
+    o_t = tl.arange(0, BT)
+    t = i_n * BT + o_t
+    m_t = t < T
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    row_o = i_bh.to(tl.int64) * NT * BT + t
+    p_h = h + (i_bh.to(tl.int64) * NT + i_n) * K * V
+    acc = tl.zeros([BT, BV], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        b_qe = tl.load(Qe + row_o[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        b_h = tl.load(p_h + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
+        acc += _dot(b_qe, b_h, IS_FP32)
+    b_P = tl.load(P + (i_bh.to(tl.int64) * NT + i_n) * BT * BT + o_t[:, None] * BT + o_t[None, :])
+    p_v = ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :]
+    b_v = tl.load(v + p_v, mask=m_t[:, None] & m_v[None, :], other=0.0)
+    acc += _dot(b_P, b_v, IS_FP32)
+    tl.store(o + p_v, acc.to(o.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
+
+
+def chunk_delta_rule_fwd(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    a: Tensor,
+    b: Tensor,
+    scale: float = 1.0,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = True,
+    chunk_size: int = 32,
+) -> tuple[Tensor, Tensor | None]:
+    """The forward launches alone (no autograd). Arguments and returns as :func:`triton_chunk_delta_rule`."""
+    _check(q, k, v, g, a, b, "chunk_delta_rule")
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    if K > MAX_K:
+        raise ValueError(f"chunk_delta_rule: K={K} > {MAX_K}; the state walk holds all of K in one program")
+    if chunk_size not in CHUNKS:
+        raise ValueError(f"chunk_delta_rule: chunk_size={chunk_size}; the Triton kernels take one of {CHUNKS}")
+    if initial_state is not None and initial_state.shape != (B, H, K, V):
+        raise ValueError(f"chunk_delta_rule: initial_state {tuple(initial_state.shape)} must be [B, H, K, V] = {(B, H, K, V)}")
+    out_dtype = v.dtype
+    q, k, v = prepare_inputs(q, k, v)
+    a, b = a.contiguous(), b.contiguous()
+    BT, BH = chunk_size, B * H
+    NT = triton.cdiv(T, BT)
+    TP = NT * BT
+    dev, f32 = q.device, torch.float32
+    IS_FP32 = q.dtype == torch.float32
+    BK = max(16, triton.next_power_of_2(K))
+    h0 = initial_state.float().contiguous() if initial_state is not None else None
+    hT = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
+    o = torch.empty(B, T, H, V, device=dev, dtype=out_dtype)
+    G = pad_time(g.float(), TP - T).reshape(B, NT, BT, H, K).cumsum(2).view(B, TP, H, K)
+    A_ab, A_ak, Q_b, Q_k = torch.empty(4, BH, NT, BT, BT, device=dev, dtype=f32).unbind(0)
+    Ae, Bo, Ke = torch.empty(3, BH, TP, K, device=dev, dtype=f32).unbind(0)
+    Qe = torch.empty(BH, TP, K, device=dev, dtype=q.dtype)
+    P = torch.empty(BH, NT, BT, BT, device=dev, dtype=q.dtype)
+    h = torch.empty(BH, NT, K, V, device=dev, dtype=q.dtype)
+    if NT:
+        _delta_rule_chunk_scores[(BT // SUB_CHUNK, NT, BH)](
+            q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT, H=H, K=K, BT=BT, BC=SUB_CHUNK, BKD=16, IS_FP32=IS_FP32,
+        )
+        _delta_rule_chunk_solve[(NT, BH)](
+            q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, Ae, Bo, Ke, Qe, P, float(scale), T, NT,
+            H=H, K=K, BT=BT, BC=SUB_CHUNK, IS_FP32=IS_FP32,
+        )
+    _delta_rule_chunk_states[lambda meta: (triton.cdiv(V, meta["BV"]), BH)](
+        v, G, Ae, Bo, Ke, h, h0, hT, T, NT, min(triton.next_power_of_2(BH), 4096),
+        H=H, K=K, V=V, BT=BT, BK=BK, HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=IS_FP32,
+    )
+    if NT:
+        _delta_rule_chunk_output[lambda meta: (triton.cdiv(V, meta["BV"]), NT, BH)](
+            v, Qe, P, h, o, T, NT, H=H, K=K, V=V, BT=BT, IS_FP32=IS_FP32,
+        )
+    return o, hT
+
+
+@functools.cache
+def _autograd_fn(chunk_size: int) -> type[torch.autograd.Function]:
+    """The reference-recompute Function with ``g``, ``a``, ``b`` stacked in the wrapper's gate slot."""
+
+    def forward(q, k, v, gab, scale, h0, out_final):
+        return chunk_delta_rule_fwd(q, k, v, *gab.unbind(0), scale, h0, out_final, chunk_size)
+
+    def reference(q, k, v, gab, scale, h0, out_final):
+        return naive_chunk_delta_rule(q, k, v, *gab.unbind(0), scale, h0, out_final, chunk_size)
+
+    return with_reference_backward(forward, reference)
+
+
+def triton_chunk_delta_rule(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    a: Tensor,
+    b: Tensor,
+    scale: float = 1.0,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = True,
+    chunk_size: int = 32,
+) -> tuple[Tensor, Tensor | None]:
+    """Whole-sequence generalized delta rule: chunked Triton forward, reference-recompute backward.
+
+    Args:
+        q, k, a, b: ``[B, T, H, K]`` (K ≤ 256). v: ``[B, T, H, V]``. g: ``[B, T, H, K]`` log-decay (≤ 0).
+        scale: multiplies q. initial_state: ``[B, H, K, V]`` or None (zeros).
+        output_final_state: return the final state (else None).
+        chunk_size: 32 or 64; the chunk of the Triton forward and of the reference
+            :func:`naive_chunk_delta_rule` that the backward recomputes through.
+    Returns:
+        o ``[B, T, H, V]`` in v's dtype, final state ``[B, H, K, V]`` fp32 (or None).
+    """
+    tensors = (q, k, v, g, a, b, initial_state)
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
+        return chunk_delta_rule_fwd(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
+    _check(q, k, v, g, a, b, "chunk_delta_rule")
+    gab = torch.stack([g.float(), a.float(), b.float()])
+    return _autograd_fn(chunk_size).apply(q, k, v, gab, scale, initial_state, output_final_state)

@@ -1,0 +1,234 @@
+"""Chunked (UT-transform) Triton forward of the generalized delta rule against the fp32 step-by-step reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from _kernel_util import Guards, assert_close, config_id, distinct, grads, only_configs, zipped
+
+from kernels.delta_rule import naive_delta_rule_step, naive_recurrent_delta_rule
+from kernels.delta_rule import triton_chunk as chunk
+from kernels.delta_rule.triton_chunk import chunk_delta_rule_fwd, triton_chunk_delta_rule
+
+# fp32 inputs take IEEE fp32 products in every kernel: the chunked form only reorders sums against the
+# recurrence (seen ≤ 5e-7). The gradients come from the chunked reference (the documented fallback), which
+# also only reorders sums.
+FP32_TOL = 1e-5
+SCALE = 0.7
+BT = 32  # the default chunk
+
+
+def _inputs(B, T, H, K, V, s0, device, dtype=torch.float32, log_decay=(-0.5, -1e-3)):
+    """RWKV-7-like inputs: a = -κ̂, b = κ̂ ⊙ α (κ̂ unit norm, α ∈ (0, 1)), log-decay g uniform in ``log_decay``."""
+    lo, hi = log_decay
+    q = torch.randn(B, T, H, K, device=device).to(dtype).requires_grad_()
+    k = (torch.randn(B, T, H, K, device=device) / K**0.5).to(dtype).requires_grad_()
+    v = torch.randn(B, T, H, V, device=device).to(dtype).requires_grad_()
+    g = (lo + (hi - lo) * torch.rand(B, T, H, K, device=device)).requires_grad_()
+    kk = F.normalize(torch.randn(B, T, H, K, device=device), dim=-1)
+    alpha = torch.rand(B, T, H, K, device=device) * 0.98 + 0.01
+    a, b = (-kk).to(dtype).requires_grad_(), (kk * alpha).to(dtype).requires_grad_()
+    h0 = torch.randn(B, H, K, V, device=device).requires_grad_() if s0 else None
+    return q, k, v, g, a, b, h0
+
+
+def _run(fn, inputs, do, dhT):
+    """(o, final state or nothing, then every input gradient) of ``sum(o·do) + sum(hT·dhT)`` through ``fn``."""
+    q, k, v, g, a, b, h0 = inputs
+    o, hT = fn(q, k, v, g, a, b, SCALE, h0, dhT is not None)
+    loss = (o * do).sum() + ((hT * dhT).sum() if dhT is not None else 0.0)
+    loss.backward()
+    return [o.detach(), *([hT.detach()] if dhT is not None else []), *grads(*inputs)]
+
+
+def _check_all(names, got, ref, tol=FP32_TOL):
+    for name, x, y in zip(names, got, ref, strict=True):
+        if y.abs().max() == 0:
+            # at T=1 with no initial state the old state is zero, so dg, da, db are exactly zero in the
+            # recurrence; the chunked reference gets them as differences of equal terms (rounding only).
+            assert x.abs().max() <= 1e-6, f"{name}: {x.abs().max():.2e} where the reference is exactly 0"
+            continue
+        assert_close(name, x, y, tol)
+
+
+def _names(with_final: bool, s0: bool) -> list[str]:
+    return ["o", *(["final"] if with_final else []), "dq", "dk", "dv", "dg", "da", "db", *(["dh0"] if s0 else [])]
+
+
+@pytest.mark.parametrize("T", [1, 7, BT, BT + 1, 2 * BT + 3])
+@pytest.mark.parametrize("s0", [False, True])
+def test_forward_backward(T, s0, device):
+    B, H, K, V = 2, 2, 12, 20  # K, V not powers of two: masked tiles; V = 20 spans two V blocks (BV = 16)
+    inputs = _inputs(B, T, H, K, V, s0, device)
+    do = torch.randn(B, T, H, V, device=device)
+    dhT = torch.randn(B, H, K, V, device=device)
+    got = _run(triton_chunk_delta_rule, inputs, do, dhT)
+    ref = _run(naive_recurrent_delta_rule, inputs, do, dhT)
+    _check_all(_names(True, s0), got, ref)
+
+
+@pytest.mark.parametrize("T", [64, 2 * 64 + 3])
+def test_chunk_64(T, device):
+    """64-step chunks: four sub-chunks, so the UT transform takes the (I + X)(I + X²) path."""
+    B, H, K, V = 1, 2, 12, 20
+    q, k, v, g, a, b, h0 = (t.detach() for t in _inputs(B, T, H, K, V, True, device))
+    o, hT = chunk_delta_rule_fwd(q, k, v, g, a, b, SCALE, h0, True, chunk_size=64)
+    o_ref, h_ref = naive_recurrent_delta_rule(q, k, v, g, a, b, SCALE, h0)
+    assert_close("o", o, o_ref, FP32_TOL)
+    assert_close("final", hT, h_ref, FP32_TOL)
+
+
+def test_several_blocks(device):
+    """K = 20 takes two K blocks and V = 40 three V blocks under the interpreter (16 wide)."""
+    B, T, H, K, V = 1, BT + 5, 2, 20, 40
+    q, k, v, g, a, b, h0 = (t.detach() for t in _inputs(B, T, H, K, V, True, device))
+    o, hT = chunk_delta_rule_fwd(q, k, v, g, a, b, SCALE, h0)
+    o_ref, h_ref = naive_recurrent_delta_rule(q, k, v, g, a, b, SCALE, h0)
+    assert_close("o", o, o_ref, FP32_TOL)
+    assert_close("final", hT, h_ref, FP32_TOL)
+
+
+@pytest.mark.parametrize("s0", [False, True])
+def test_without_final_state(s0, device):
+    B, T, H, K, V = 1, 9, 2, 12, 20
+    inputs = _inputs(B, T, H, K, V, s0, device)
+    do = torch.randn(B, T, H, V, device=device)
+    got = _run(triton_chunk_delta_rule, inputs, do, None)
+    ref = _run(naive_recurrent_delta_rule, inputs, do, None)
+    with torch.no_grad():
+        assert triton_chunk_delta_rule(*inputs[:6], SCALE, inputs[6], False)[1] is None
+    _check_all(_names(False, s0), got, ref)
+
+
+def test_inference_does_not_track_gradients(device):
+    q, k, v, g, a, b, h0 = _inputs(1, 5, 2, 12, 20, True, device)
+    with torch.no_grad():
+        o, hT = triton_chunk_delta_rule(q, k, v, g, a, b, SCALE, h0)
+    assert o.grad_fn is None and hT.grad_fn is None
+    o_ref, h_ref = naive_recurrent_delta_rule(q, k, v, g, a, b, SCALE, h0)
+    assert_close("o", o, o_ref.detach(), FP32_TOL)
+    assert_close("final", hT, h_ref.detach(), FP32_TOL)
+
+
+def test_strong_decay_stays_finite(device):
+    """Log-decays near -5 (a chunk's cumulative decay reaches e^-160 < the fp32 range): every factor the
+    kernels exponentiate is ≤ 0, so nothing overflows and the outputs match the recurrence."""
+    B, T, H, K, V = 1, BT + 3, 2, 12, 20
+    q, k, v, g, a, b, h0 = (t.detach() for t in _inputs(B, T, H, K, V, True, device, log_decay=(-5.5, -4.5)))
+    o, hT = chunk_delta_rule_fwd(q, k, v, g, a, b, SCALE, h0)
+    assert o.isfinite().all() and hT.isfinite().all()
+    o_ref, h_ref = naive_recurrent_delta_rule(q, k, v, g, a, b, SCALE, h0)
+    assert_close("o", o, o_ref, FP32_TOL)
+    assert_close("final", hT, h_ref, FP32_TOL)
+
+
+def test_prefill_then_step(device):
+    """The chunked prefill's final state carries on with the decode step: same outputs as one chunked pass."""
+    B, T, H, K, V = 1, BT + 2, 2, 12, 20
+    q, k, v, g, a, b, h0 = (t.detach() for t in _inputs(B, T, H, K, V, True, device))
+    o_full, h_full = chunk_delta_rule_fwd(q, k, v, g, a, b, SCALE, h0)
+    o_pre, state = chunk_delta_rule_fwd(*(x[:, : T - 1] for x in (q, k, v, g, a, b)), SCALE, h0)
+    o_last = naive_delta_rule_step(*(x[:, T - 1] for x in (q, k, v, g, a, b)), state, SCALE)
+    assert_close("prefill o", o_pre, o_full[:, : T - 1], FP32_TOL)
+    assert_close("step o", o_last, o_full[:, T - 1], FP32_TOL)
+    assert_close("state", state, h_full, FP32_TOL)
+
+
+def test_rejects_bad_arguments(device):
+    q, k, v, g, a, b, _ = (t.detach() for t in _inputs(1, 4, 1, 12, 20, True, device))
+    with pytest.raises(ValueError, match="K=257"):
+        big = torch.zeros(1, 4, 1, 257, device=device)
+        chunk_delta_rule_fwd(big, big, v, big, big, big)
+    with pytest.raises(ValueError, match="chunk_size=16"):
+        chunk_delta_rule_fwd(q, k, v, g, a, b, chunk_size=16)
+    with pytest.raises(ValueError, match="initial_state"):
+        chunk_delta_rule_fwd(q, k, v, g, a, b, initial_state=torch.zeros(1, 1, 12, 21, device=device))
+    with pytest.raises(ValueError, match="b "):
+        chunk_delta_rule_fwd(q, k, v, g, a, b[..., :4])
+    with pytest.raises(ValueError, match="v "):
+        triton_chunk_delta_rule(q, k, v[:, :3], g, a, b)
+
+
+@pytest.mark.parametrize("B,H,chunk_size,want", [(2, 16, 32, "chunk"), (1, 33, 32, "recurrent"), (1, 2, 16, "recurrent")])
+def test_dispatch_by_batch_heads(B, H, chunk_size, want, monkeypatch):
+    """``chunk_delta_rule(impl="triton")`` takes the chunked forward up to ``CHUNKED_MAX_BH`` batch·heads (with a chunk
+    length it supports) and the fused-recurrent walk otherwise."""
+    import kernels.delta_rule as dr
+    from kernels.delta_rule import triton_recurrent
+
+    assert dr.CHUNKED_MAX_BH == 32
+    took = []
+    monkeypatch.setattr(chunk, "triton_chunk_delta_rule", lambda *a: took.append("chunk"))
+    monkeypatch.setattr(triton_recurrent, "triton_fused_recurrent_delta_rule", lambda *a: took.append("recurrent"))
+    x = torch.zeros(B, 3, H, 4)
+    dr.chunk_delta_rule(x, x, x, x, x, x, chunk_size=chunk_size, impl="triton")
+    assert took == [want]
+
+
+def test_gpu_configs_by_precision():
+    """fp32 launches take their one config per kernel (unpipelined); 16-bit ones the tensor-core configs, the walk's
+    pruned to BK · BV ≤ 8K fp32 state elements (BV = 64 only up to K = 128)."""
+    for kernel in ("scores", "solve", "states", "output"):
+        configs = chunk._configs(kernel, interpreted=False)
+        prune = chunk._by_precision(kernel)
+        fp32 = prune(configs, {}, IS_FP32=True, BK=64)
+        assert [(c.kwargs, c.num_warps, c.num_stages) for c in fp32] == [(*chunk._TILES[kernel][1], 1)], kernel
+        assert len(prune(configs, {}, IS_FP32=False, BK=64)) == len(chunk._TILES[kernel][0]), kernel
+    states = chunk._configs("states", interpreted=False)
+    bvs = {bk: {c.kwargs["BV"] for c in chunk._by_precision("states")(states, {}, IS_FP32=False, BK=bk)} for bk in (128, 256)}
+    assert bvs == {128: {16, 32, 64}, 256: {16, 32}}
+
+
+# Every GPU config: K = 72 is 3 blocks of 32 / 2 of 64 (one 128-wide tile in the walk), 5 of 16 in the diagonal
+# score blocks; V = 80 is 5 blocks of 16 up to 1 of 128; T = 2·BT + 3 leaves the last chunk 3 steps (for BT = 64,
+# three of its four sub-chunks are padding only).
+CONFIG_SHAPE = dict(B=1, H=2, K=72, V=80)
+
+
+def _gpu_runs():
+    """pytest params (one pipeline run each): every distinct GPU config of every kernel (:func:`zipped`), each
+    set of configs at both chunk lengths."""
+    names = ("scores", "solve", "states", "output")
+    kernels = [getattr(chunk, f"_delta_rule_chunk_{name}") for name in names]
+    configs = [distinct(chunk._configs(name, interpreted=False)) for name in names]
+    runs = [list(zip(kernels, cfgs, strict=True)) for cfgs in zipped(*configs)]
+    return [
+        pytest.param(run, bt, id="_".join(config_id(cfg) for _, cfg in run) + f"_BT{bt}") for run in runs for bt in chunk.CHUNKS
+    ]
+
+
+@pytest.mark.parametrize("run,chunk_size", _gpu_runs())
+def test_every_gpu_config_in_bounds(run, chunk_size):
+    """Each GPU config of each kernel, run in the interpreter (fp32: its bf16 ``tl.dot`` is not exact) through the
+    real wrapper (grid lambdas included) at a shape where every tile is partial: every input and every buffer the
+    wrapper allocates (scores, UT outputs, chunk states, o, final state) sits in NaN guard bands, so a stray read
+    makes outputs non-finite or huge and a stray write changes a band. The autotuner runs each config on the same
+    buffers, so a kernel that accumulated into its outputs would also show here."""
+    dev = torch.device("cpu")
+    B, H, K, V = CONFIG_SHAPE.values()
+    T = 2 * chunk_size + 3
+    inputs = [t.detach() for t in _inputs(B, T, H, K, V, True, dev)]
+    o_ref, h_ref = naive_recurrent_delta_rule(*inputs[:6], SCALE, inputs[6])
+    guards = Guards()
+    with guards.allocations(), only_configs(*run):
+        o, hT = chunk_delta_rule_fwd(*map(guards, inputs[:6]), SCALE, guards(inputs[6]), True, chunk_size)
+    guards.check(", ".join(f"{kernel.base_fn.__name__} {cfg.kwargs}" for kernel, cfg in run))
+    assert_close("o", o, o_ref, FP32_TOL)
+    assert_close("final", hT, h_ref, FP32_TOL)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("K", [64, 128])
+@pytest.mark.parametrize("chunk_size", chunk.CHUNKS)
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])  # bf16: q_eff, P, h rounding
+def test_full_shape_gpu(K, chunk_size, dtype, tol):
+    """Full shape on the GPU, every config autotuned; the reference runs in fp32 on the same (rounded) inputs."""
+    dev = torch.device("cuda")
+    B, T, H = 2, 1000, 4
+    q, k, v, g, a, b, h0 = (t.detach() for t in _inputs(B, T, H, K, K, True, dev, dtype))
+    o, hT = chunk_delta_rule_fwd(q, k, v, g, a, b, K**-0.5, h0, True, chunk_size)
+    o_ref, h_ref = naive_recurrent_delta_rule(*(t.float() for t in (q, k, v, g, a, b)), K**-0.5, h0)
+    assert o.dtype == dtype and hT.dtype == torch.float32
+    assert_close("o", o, o_ref, tol)
+    assert_close("final", hT, h_ref, tol)
