@@ -5,6 +5,8 @@
 # Usage (repo root, on a CUDA machine; wheels for packages the image lacks in .whl/, see README):
 #   bash scripts/gpu_kernels.sh OUT_DIR [bench sections, comma-separated]
 #   TEST_TIMEOUT (default 120) caps each test file and the memcheck, in seconds; SKIP_TESTS=1 benchmarks only.
+#   PROFILE="gla ssd delta" first writes a kernel-by-kernel profile of each op's fwd+bwd (scripts/profile_kernels.py);
+#   SWEEP=1 first sweeps the decode-step launch (scripts/sweep_step_launch.py).
 set -uo pipefail
 out=${1:?usage: gpu_kernels.sh OUT_DIR [SECTIONS]}
 sections=${2:-}
@@ -13,6 +15,12 @@ mkdir -p "$out"
 source scripts/gpu_env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
 t=${TEST_TIMEOUT:-120}
+for op in ${PROFILE:-}; do
+  timeout "$t" python3 scripts/profile_kernels.py --op "$op" --backward --out "$out" 2>&1 | tail -30
+done
+if [ "${SWEEP:-0}" = 1 ]; then
+  timeout 300 python3 scripts/sweep_step_launch.py --out "$out" 2>&1 | grep "^|"
+fi
 for f in $([ "${SKIP_TESTS:-0}" = 1 ] || echo tests/kernels/test_*.py); do
   timeout "$t" python3 -m pytest -q -m gpu -rf "$f" 2>&1 | tee -a "$out/gpu_tests.log" | tail -3
 done

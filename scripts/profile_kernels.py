@@ -1,0 +1,92 @@
+"""Where the time of one chunked op goes, kernel by kernel (torch.profiler on a GPU).
+
+The benchmark (``scripts/bench_kernels.py``) says how long an op takes against its peers; this says which of
+its launches (our Triton kernels, torch's glue) the time is spent in, so an optimisation starts from a
+measurement. bf16 inputs as in the benchmark; a few warm-up calls (autotuning, compilation) are not profiled.
+
+Usage (GPU machine, repo root):
+    python scripts/profile_kernels.py --op gla --shape 1,4096,16,128 [--backward] [--out DIR]
+Ops: ``gla`` (chunk_gla), ``ssd`` (chunk_ssd), ``delta`` (chunk_delta_rule). ``--shape`` is B,T,H,D (K = V = D).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kernels.delta_rule import chunk_delta_rule  # noqa: E402
+from kernels.gla import chunk_gla  # noqa: E402
+from kernels.ssd import chunk_ssd  # noqa: E402
+
+
+def make_call(op: str, B: int, T: int, H: int, D: int, backward: bool):
+    """A zero-argument callable running the op once (and its backward when asked)."""
+    dev, bf = "cuda", torch.bfloat16
+    q, v = (torch.randn(B, T, H, D, device=dev, dtype=bf) for _ in range(2))
+    k = (torch.randn(B, T, H, D, device=dev) / D**0.5).to(bf)
+    if op == "gla":
+        g = F.logsigmoid(torch.randn(B, T, H, D, device=dev)) / 16
+        leaves, fn = [q, k, v, g], lambda q, k, v, g: chunk_gla(q, k, v, g, D**-0.5, None, False)[0]
+    elif op == "ssd":
+        g = -F.softplus(torch.randn(B, T, H, device=dev) - 3.0)
+        leaves, fn = [q, k, v, g], lambda q, k, v, g: chunk_ssd(q, k, v, g, D**-0.5, None, False)[0]
+    elif op == "delta":
+        g = -0.6 * torch.rand(B, T, H, D, device=dev)
+        kk = F.normalize(torch.randn(B, T, H, D, device=dev), dim=-1)
+        a, b = (-kk).to(bf), (kk * torch.rand_like(kk)).to(bf)
+        leaves = [q, k, v, g, a, b]
+        fn = lambda q, k, v, g, a, b: chunk_delta_rule(q, k, v, g, a, b, 1.0, None, False)[0]  # noqa: E731
+    else:
+        raise SystemExit(f"--op: unknown op {op!r}; choose gla, ssd or delta")
+    do = torch.randn(B, T, H, D, device=dev, dtype=bf)
+    if backward:
+        leaves = [t.detach().requires_grad_() for t in leaves]
+
+    def call():
+        o = fn(*leaves)
+        if backward:
+            o.backward(do)
+
+    return call
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--op", required=True)
+    ap.add_argument("--shape", default="1,4096,16,128", help="B,T,H,D")
+    ap.add_argument("--backward", action="store_true", help="profile forward + backward")
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--out", default="", help="folder for profile_<op>.txt (printed only when empty)")
+    a = ap.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("profile_kernels needs a CUDA device")
+    B, T, H, D = map(int, a.shape.split(","))
+    call = make_call(a.op, B, T, H, D, a.backward)
+    for _ in range(3):
+        call()
+    torch.cuda.synchronize()
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(a.iters):
+            call()
+        torch.cuda.synchronize()
+    head = (f"{a.op} {'fwd+bwd' if a.backward else 'fwd'} B={B} T={T} H={H} K=V={D} bf16, "
+            f"{torch.cuda.get_device_name()}, {a.iters} calls (times summed over them)")
+    table = prof.key_averages().table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=60)
+    text = head + "\n" + table
+    print(text, flush=True)
+    if a.out:
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"profile_{a.op}{'_bwd' if a.backward else ''}.txt").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
