@@ -78,9 +78,22 @@ def peers():
     return found
 
 
+def chunk_matmul_flops(B: int, T: int, H: int, K: int, V: int, backward: bool = False, C: int = 64) -> float:
+    """Matrix-product FLOPs of the chunked scan (SSD, GLA) with chunks of ``C`` steps: the work a tensor-core
+    kernel cannot avoid, for the "% of the matmul ceiling" column. Per chunk and head, forward: scores q kᵀ
+    (2·C·C·K), scores × v (2·C·C·V), q × entering state and the state update (2·C·K·V each). Backward: the
+    state recompute, the dh walk, and dq, dk, dv's products with h / dh (5 × 2·C·K·V), dA = do vᵀ (2·C·C·V),
+    the score recompute and dA's products with k and q (3 × 2·C·C·K), Aᵀ do (2·C·C·V)."""
+    per_chunk = 2 * C * (C * K + C * V + 2 * K * V)
+    if backward:
+        per_chunk += 2 * C * (5 * K * V + 3 * C * K + 2 * C * V)
+    return B * H * -(-T // C) * per_chunk
+
+
 class Bench:
-    def __init__(self, bw: float, out: Path | None = None, head: dict | None = None):
+    def __init__(self, bw: float, out: Path | None = None, head: dict | None = None, flops: float | None = None):
         self.bw = bw  # bytes / s
+        self.flops = flops  # bf16 matmul FLOP / s
         self.rows = []
         self.out, self.head = out, head
 
@@ -98,9 +111,12 @@ class Bench:
             return do_bench_cudagraph(fn, rep=50, return_mode="median") * 1e-3
         return do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e-3
 
-    def case(self, op: str, shape: str, floor_bytes: float, entries: list, graph: bool = False):
-        """entries: (name, run_fn, check_fn→err, tol, is_ours)."""
+    def case(self, op: str, shape: str, floor_bytes: float, entries: list, graph: bool = False, flops: float | None = None):
+        """entries: (name, run_fn, check_fn→err, tol, is_ours). ``flops``: the op's unavoidable matrix-product
+        work (:func:`chunk_matmul_flops`), for each implementation's fraction of the measured matmul ceiling."""
         row = {"op": op, "shape": shape, "floor_us": floor_bytes / self.bw * 1e6, "impls": {}}
+        if flops and self.flops:
+            row["matmul_floor_us"] = flops / self.flops * 1e6
         for name, run, check, tol, ours in entries:
             try:
                 err = check()
@@ -117,6 +133,8 @@ class Bench:
                 continue
             row["impls"][name] = {"status": "ok", "err": err, "us": t * 1e6, "ours": ours,
                                   "pct_floor": 100 * floor_bytes / self.bw / t}
+            if "matmul_floor_us" in row:
+                row["impls"][name]["pct_matmul"] = row["matmul_floor_us"] / (t * 1e6) * 100
         ours = [v["us"] for v in row["impls"].values() if v["ours"] and v["status"] == "ok"]
         theirs = [v["us"] for v in row["impls"].values() if not v["ours"] and v["status"] == "ok"]
         row["ratio_vs_best_peer"] = (min(theirs) / min(ours)) if ours and theirs else None
@@ -128,7 +146,11 @@ class Bench:
 def fmt_row(row) -> str:
     parts = []
     for name, v in row["impls"].items():
-        parts.append(f"{name} {v['us']:.1f}us ({v['pct_floor']:.0f}%fl)" if v["status"] == "ok" else f"{name} {v['status']}")
+        if v["status"] != "ok":
+            parts.append(f"{name} {v['status']}")
+            continue
+        mm = f", {v['pct_matmul']:.0f}%mm" if "pct_matmul" in v else ""
+        parts.append(f"{name} {v['us']:.1f}us ({v['pct_floor']:.0f}%fl{mm})")
     r = row["ratio_vs_best_peer"]
     ratio = "" if r is None else f"{r:.2f}x"
     return f"| {row['op']} | {row['shape']} | {row['floor_us']:.1f} | " + " / ".join(parts) + f" | {ratio} |"
@@ -140,7 +162,8 @@ def write_results(out: Path, head: dict, rows: list) -> None:
     md = [f"# Kernel benchmark — {head['device']}, {head['date']}", "",
           f"torch {head['torch']}, triton {head['triton']}; peers: {', '.join(head['peers']) or 'none'}; "
           f"measured HBM copy {head['hbm_copy_GBps']:.0f} GB/s, bf16 matmul {head['bf16_matmul_TFLOPs']:.0f} TFLOP/s. "
-          "Medians; decode steps timed as CUDA-graph replays. ratio = best peer / ours (> 1: ours faster).", "",
+          "Medians; decode steps timed as CUDA-graph replays. ratio = best peer / ours (> 1: ours faster). "
+          "%fl = HBM floor / time; %mm (chunked scans) = unavoidable matmul FLOPs / measured bf16 matmul rate / time.", "",
           "| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |", "|---|---|---|---|---|"]
     md += [fmt_row(r) for r in rows]
     for name, text in (("bench_kernels.json", json.dumps({"header": head, "rows": rows}, indent=1, default=str)),
@@ -273,7 +296,7 @@ def bench_chunk(bench: Bench, P: dict, shape: tuple[int, ...]):
             return max(rel_err(o, ref[0]), rel_err(h, ref[1]))
 
         entries.append(("fla simple_gla", fla, chk_fla, BF16_TOL, False))
-    bench.case("SSD chunk fwd", f"B={B} T={T} H={H} K=V={D}", floor, entries)
+    bench.case("SSD chunk fwd", f"B={B} T={T} H={H} K=V={D}", floor, entries, flops=chunk_matmul_flops(B, T, H, D, D))
     del ref
 
 
@@ -360,7 +383,7 @@ def bench_gla_chunk(bench: Bench, P: dict, shape: tuple[int, ...]):
             return fc(q, k, v, g, scale=scale, output_final_state=True)
 
         entries.append(("fla chunk_gla", fla, lambda: chk(fla), BF16_TOL, False))
-    bench.case("GLA chunk fwd", f"B={B} T={T} H={H} K=V={D}", floor, entries)
+    bench.case("GLA chunk fwd", f"B={B} T={T} H={H} K=V={D}", floor, entries, flops=chunk_matmul_flops(B, T, H, D, D))
 
 
 def bench_gla_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
@@ -386,7 +409,8 @@ def bench_gla_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
         fla_fn = lambda *a: P["fla"]["gla_chunk"](*a, scale=scale)  # noqa: E731
         entries.append(("fla chunk_gla", lambda: fb(fla_fn), lambda: chk(fla_fn), BF16_TOL, False))
     # reads q, k, v, g, do (+ forward re-read), writes o, dq, dk, dv, dg: counted once each
-    bench.case("GLA chunk fwd+bwd", f"B={B} T={T} H={H} K=V={D}", 9 * B * T * H * D * 2 + 2 * B * T * H * D * 4, entries)
+    bench.case("GLA chunk fwd+bwd", f"B={B} T={T} H={H} K=V={D}", 9 * B * T * H * D * 2 + 2 * B * T * H * D * 4, entries,
+               flops=chunk_matmul_flops(B, T, H, D, D, backward=True))
 
 
 def bench_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
@@ -421,7 +445,8 @@ def bench_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
     if "fla" in P:
         fla_fn = lambda q, k, vv, gg: P["fla"]["chunk"](q, k, vv, g=gg, scale=1.0)[0]  # noqa: E731
         entries.append(("fla simple_gla", lambda: fb(fla_fn), lambda: chk(fla_fn), BF16_TOL, False))
-    bench.case("SSD chunk fwd+bwd", f"B={B} T={T} H={H} K=V={D}", 9 * B * T * H * D * 2 + 2 * B * T * H * 4, entries)
+    bench.case("SSD chunk fwd+bwd", f"B={B} T={T} H={H} K=V={D}", 9 * B * T * H * D * 2 + 2 * B * T * H * 4, entries,
+               flops=chunk_matmul_flops(B, T, H, D, D, backward=True))
 
 
 def rwkv_inputs(B, T, H, D):
@@ -666,7 +691,7 @@ def main():
         "peers": sorted(P), "hbm_copy_GBps": bw / 1e9, "bf16_matmul_TFLOPs": flops / 1e12,
     }
     print(json.dumps(head), flush=True)
-    bench = Bench(bw, Path(a.out), head)
+    bench = Bench(bw, Path(a.out), head, flops)
     print("| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |\n|---|---|---|---|---|")
     q = a.quick
     # most decisive first: a run cut short by its time limit still reports the decode steps and SSD rows
