@@ -22,16 +22,14 @@ the stack is only built when a gradient is wanted.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
 from kernels._dispatch import triton_interpreted
-from kernels._fallback import with_reference_backward
-from kernels.delta_rule.naive import _check, naive_chunk_delta_rule
+from kernels.delta_rule._autograd import reference_differentiable
+from kernels.delta_rule.naive import _check
 
 __all__ = ["triton_fused_recurrent_delta_rule", "fused_recurrent_delta_rule_fwd", "MAX_K"]
 
@@ -138,19 +136,6 @@ def fused_recurrent_delta_rule_fwd(
     return o, hT
 
 
-@functools.cache
-def _autograd_fn(chunk_size: int) -> type[torch.autograd.Function]:
-    """The reference-recompute Function with ``g``, ``a``, ``b`` stacked in the wrapper's gate slot."""
-
-    def forward(q, k, v, gab, scale, h0, out_final):
-        return fused_recurrent_delta_rule_fwd(q, k, v, *gab.unbind(0), scale, h0, out_final)
-
-    def reference(q, k, v, gab, scale, h0, out_final):
-        return naive_chunk_delta_rule(q, k, v, *gab.unbind(0), scale, h0, out_final, chunk_size)
-
-    return with_reference_backward(forward, reference)
-
-
 def triton_fused_recurrent_delta_rule(
     q: Tensor,
     k: Tensor,
@@ -174,9 +159,7 @@ def triton_fused_recurrent_delta_rule(
     Returns:
         o ``[B, T, H, V]`` in v's dtype, final state ``[B, H, K, V]`` fp32 (or None).
     """
-    tensors = (q, k, v, g, a, b, initial_state)
-    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
-        return fused_recurrent_delta_rule_fwd(q, k, v, g, a, b, scale, initial_state, output_final_state)
-    _check(q, k, v, g, a, b, "fused_recurrent_delta_rule")
-    gab = torch.stack([g.float(), a.float(), b.float()])
-    return _autograd_fn(chunk_size).apply(q, k, v, gab, scale, initial_state, output_final_state)
+    return reference_differentiable(
+        fused_recurrent_delta_rule_fwd, "fused_recurrent_delta_rule", q, k, v, g, a, b, scale, initial_state,
+        output_final_state, chunk_size, False,
+    )
