@@ -404,7 +404,9 @@ def bench_gla_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
         return max(rel_err(a, b) for a, b in zip(fb(fn), ref, strict=True))
 
     ours_fn = lambda *a: triton_chunk_gla(*a, scale, None, False)  # noqa: E731
-    entries = [("ours", lambda: fb(ours_fn), lambda: chk(ours_fn), BF16_TOL, True)]
+    ours_sa = lambda *a: triton_chunk_gla(*a, scale, None, False, save_scores=True)  # noqa: E731
+    entries = [("ours", lambda: fb(ours_fn), lambda: chk(ours_fn), BF16_TOL, True),
+               ("ours (saved A)", lambda: fb(ours_sa), lambda: chk(ours_sa), BF16_TOL, True)]
     if "fla" in P:
         fla_fn = lambda *a: P["fla"]["gla_chunk"](*a, scale=scale)  # noqa: E731
         entries.append(("fla chunk_gla", lambda: fb(fla_fn), lambda: chk(fla_fn), BF16_TOL, False))

@@ -97,9 +97,9 @@ def _dot(a, b, IS_FP32: tl.constexpr):
 @triton.autotune(configs=_configs(_OUTPUT_TILES), key=["K", "V", "BK", "IS_FP32"])
 @triton.jit
 def _gla_chunk_output(
-    q, k, v, G, h, o, scale, T, NT,
+    q, k, v, G, h, o, A, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
-    BV: tl.constexpr, IS_FP32: tl.constexpr,
+    BV: tl.constexpr, IS_FP32: tl.constexpr, STORE_A: tl.constexpr = False,
 ):
     i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -128,6 +128,9 @@ def _gla_chunk_output(
                 b_Gj = tl.load(G + ((i_b * TP + t_j[None, :]) * H + i_h) * K + o_k[:, None], mask=m_k[:, None], other=0.0)
                 b_kr = (b_kj.to(tl.float32) * tl.exp(b_Gr[:, None] - b_Gj)).to(v.dtype.element_ty)
                 b_A = _dot(b_qr, b_kr, IS_FP32)
+                if STORE_A:  # the first V block's program keeps the scores for the backward
+                    p_A = A + ((i_b * T + t_i[:, None]) * H + i_h) * BT + j_c * BC + o_c[None, :]
+                    tl.store(p_A, b_A, mask=m_i[:, None] & (i_v == 0))
                 b_vj = tl.load(v + ((i_b * T + t_j[:, None]) * H + i_h) * V + o_v[None, :], mask=m_v[None, :], other=0.0)
                 acc += _dot(b_A.to(b_vj.dtype), b_vj, IS_FP32)
             # diagonal sub-chunk: pairwise decays, masked before the exp
@@ -139,6 +142,9 @@ def _gla_chunk_output(
                 diff = tl.where(o_c[:, None] >= j, b_Gi - b_Gc[None, :], float("-inf"))
                 b_s = tl.sum(b_q * b_kc[None, :] * tl.exp(diff), axis=1)
                 b_D += tl.where(o_c[None, :] == j, b_s[:, None], 0.0)
+            if STORE_A:
+                p_A = A + ((i_b * T + t_i[:, None]) * H + i_h) * BT + i_c * BC + o_c[None, :]
+                tl.store(p_A, b_D, mask=m_i[:, None] & (i_v == 0))
             b_vi = tl.load(v + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
             acc += _dot(b_D.to(b_vi.dtype), b_vi, IS_FP32)
             p_o = o + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :]
@@ -191,9 +197,15 @@ def check_k(K: int) -> None:
 
 
 def chunk_gla_fwd(
-    q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float, initial_state: Tensor | None, output_final_state: bool
+    q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float, initial_state: Tensor | None, output_final_state: bool,
+    scores_out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """Forward only (no autograd). Shapes as :func:`triton_chunk_gla`."""
+    """Forward only (no autograd). Shapes as :func:`triton_chunk_gla`.
+
+    ``scores_out``: a ``[B, T, H, 64]`` fp32 buffer that receives the intra-chunk scores ``scale · A`` (row ``t``,
+    column ``s`` of ``t``'s chunk, for ``s ≤ t``; entries above the diagonal are left as they were), which
+    :func:`kernels.gla.triton_chunk_bwd.chunk_gla_bwd` can take instead of rebuilding them; or None.
+    """
     check_gated(q, k, v, g, "chunk_gla")
     check_k(q.shape[-1])
     out_dtype = v.dtype
@@ -205,9 +217,11 @@ def chunk_gla_fwd(
     h, hT = chunk_gla_states(k, v, G, initial_state, output_final_state)
     o = torch.empty(B, T, H, V, device=q.device, dtype=out_dtype)
     BK = max(16, triton.next_power_of_2(K))
+    if scores_out is not None and (scores_out.shape != (B, T, H, CHUNK) or scores_out.dtype != torch.float32):
+        raise ValueError(f"chunk_gla_fwd: scores_out {tuple(scores_out.shape)} {scores_out.dtype} must be fp32 {(B, T, H, CHUNK)}")
     _gla_chunk_output[lambda meta: (triton.cdiv(V, meta["BV"]), NT, B * H)](
-        q, k, v, G, h, o, float(scale), T, NT, H=H, K=K, V=V, BT=CHUNK, BC=SUB_CHUNK, BK=BK,
-        IS_FP32=q.dtype == torch.float32,
+        q, k, v, G, h, o, scores_out, float(scale), T, NT, H=H, K=K, V=V, BT=CHUNK, BC=SUB_CHUNK, BK=BK,
+        IS_FP32=q.dtype == torch.float32, STORE_A=scores_out is not None,
     )
     return o, hT
 
@@ -220,16 +234,20 @@ def triton_chunk_gla(
     scale: float = 1.0,
     initial_state: Tensor | None = None,
     output_final_state: bool = True,
+    save_scores: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """Chunked GLA with a Triton forward and a Triton backward (chunk 64, sub-chunk 16).
 
     Args:
         q, k: ``[B, T, H, K]`` (K ≤ 256). v: ``[B, T, H, V]``. g: ``[B, T, H, K]`` log-decay (≤ 0).
         scale: multiplies q. initial_state: ``[B, H, K, V]`` or None.
+        save_scores: keep the forward's intra-chunk scores (``B·T·H·64`` fp32) for the backward, whose dv is
+            then one product per chunk instead of a rebuild of the scores (kernels/NOTES.md 32; not yet
+            timed on a GPU, so not the default).
     Returns:
         o ``[B, T, H, V]`` in v's dtype, final state ``[B, H, K, V]`` fp32 (or None).
     """
     # Imported here: the backward module imports this one's kernels and helpers.
     from kernels.gla.triton_chunk_bwd import ChunkGLAFunction
 
-    return ChunkGLAFunction.apply(q, k, v, g, scale, initial_state, output_final_state)
+    return ChunkGLAFunction.apply(q, k, v, g, scale, initial_state, output_final_state, save_scores)

@@ -20,6 +20,10 @@ Four launches (plus two small torch passes: ``G`` and the dg carry):
    ``dk_i = e^{G_L − G_i} ⊙ (v_i dh[n]ᵀ) + Σ_{j≥i} dA_jiᵀ (q_j ⊙ e^{G_j − G_i})``, ``dA = scale · do vᵀ``;
    then ``q_i ⊙ dq_i − k_i ⊙ dk_i`` (fp32) reverse-summed inside the sub-chunk, for ``dg``.
 
+With ``save_scores`` (:func:`kernels.gla.triton_chunk.triton_chunk_gla`) the forward keeps ``scale · A`` and step 3
+is ``_gla_bwd_dv_scores`` instead: one program per (V block, chunk, batch·head), ``dv = (k ⊙ e^{G_L − G}) dh[n] +
+(scale·A)ᵀ do`` as two products.
+
 Off-diagonal sub-chunk pairs refer both factors to ``G`` at a row between them (``G`` is non-increasing,
 so both exponents are ≤ 0); diagonal blocks mask the pairwise difference to ``-inf`` before the exp.
 
@@ -61,6 +65,9 @@ __all__ = ["ChunkGLAFunction", "chunk_gla_bwd"]
 _DH_TILES = ((32, 4), (64, 4))
 _DV_TILES = ((64, 4), (128, 8))
 _DQK_TILES = ((32, 8), (64, 8))
+# dv from saved scores: 8 warps (4 spilled 768 B at K = 128, BV = 64 in bf16; at 8 warps bf16 compiles for sm_90 with
+# no spills for K = 64…256, fp32 spills 4–860 B); no 32-wide V block with several dots on Hopper (triton#11366).
+_DVS_TILES = ((64, 8), (128, 8))
 
 
 @triton.autotune(configs=_configs(_DH_TILES), key=["K", "V", "BK", "IS_FP32"])
@@ -151,6 +158,41 @@ def _gla_bwd_dv(
         acc += scale * acc_a
         p_dv = dv + ((i_b * T + t_j[:, None]) * H + i_h) * V + o_v[None, :]
         tl.store(p_dv, acc.to(dv.dtype.element_ty), mask=m_j[:, None] & m_v[None, :])
+
+
+@triton.autotune(configs=_configs(_DVS_TILES), key=["K", "V", "BK", "IS_FP32"])
+@triton.jit
+def _gla_bwd_dv_scores(
+    k, G, A, do, dh, dv, T, NT,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    IS_FP32: tl.constexpr,
+):
+    """``dv`` of a whole chunk from the forward's saved scores ``A_s = scale · A``: one program per (V block, chunk,
+    batch·head), ``dv = (k ⊙ e^{G_L − G}) dh[n] + A_sᵀ do`` — two products, no sub-chunk loops."""
+    i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    TP = NT * BT
+    o_t = tl.arange(0, BT)
+    t = i_n * BT + o_t
+    m_t = t < T
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    acc = tl.zeros([BT, BV], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        b_k = tl.load(k + ((i_b * T + t[:, None]) * H + i_h) * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
+        b_G = tl.load(G + ((i_b * TP + t[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        b_dh = tl.load(dh + ((i_bh * NT + i_n) * K + o_k[:, None]) * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
+        b_kd = (b_k.to(tl.float32) * tl.exp(b_Gl[None, :] - b_G)).to(b_dh.dtype)
+        acc += _dot(b_kd, b_dh, IS_FP32)
+    # A_sᵀ[j, i] = A_s[i, j], kept by the forward for j ≤ i (entries above the diagonal were never written)
+    p_At = A + ((i_b * T + t[None, :]) * H + i_h) * BT + o_t[:, None]
+    b_At = tl.load(p_At, mask=(o_t[:, None] <= o_t[None, :]) & m_t[None, :], other=0.0)
+    b_do = tl.load(do + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
+    acc += _dot(b_At.to(b_do.dtype), b_do, IS_FP32)
+    tl.store(dv + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], acc.to(dv.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
 
 
 # 8 warps: the program holds several [16, K] fp32 tiles (4 warps spilled at K = 128 when compiled for sm_90).
@@ -263,7 +305,8 @@ def _gla_bwd_dqk(
 
 
 def chunk_gla_bwd(
-    q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float, initial_state: Tensor | None, do: Tensor, dhT: Tensor | None
+    q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float, initial_state: Tensor | None, do: Tensor, dhT: Tensor | None,
+    scores: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
     """Gradients of :func:`kernels.gla.triton_chunk.chunk_gla_fwd` (no autograd needed).
 
@@ -271,6 +314,8 @@ def chunk_gla_bwd(
         q, k: ``[B, T, H, K]`` (K ≤ 256). v: ``[B, T, H, V]``. g: ``[B, T, H, K]`` log-decay.
         scale, initial_state (``[B, H, K, V]`` or None): as in the forward.
         do: ``[B, T, H, V]`` gradient of o. dhT: ``[B, H, K, V]`` gradient of the final state, or None.
+        scores: the forward's ``scores_out`` (:func:`chunk_gla_fwd`) for dv as one product per chunk, or None
+            (dv rebuilds the scores).
     Returns:
         dq, dk, dv in the dtypes of q, k, v; dg ``[B, T, H, K]`` in g's dtype (fp32 inside);
         dh0 ``[B, H, K, V]`` in initial_state's dtype, or None without an initial state.
@@ -300,9 +345,14 @@ def chunk_gla_bwd(
 
     BK = max(16, triton.next_power_of_2(K))
     dv = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
-    _gla_bwd_dv[lambda meta: (triton.cdiv(V, meta["BV"]), NT * NC, B * H)](
-        q, k, G, do, dh, dv, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BK, IS_FP32=is_fp32,
-    )
+    if scores is not None:
+        _gla_bwd_dv_scores[lambda meta: (triton.cdiv(V, meta["BV"]), NT, B * H)](
+            k, G, scores, do, dh, dv, T, NT, H=H, K=K, V=V, BT=BT, BK=BKs, IS_FP32=is_fp32,
+        )
+    else:
+        _gla_bwd_dv[lambda meta: (triton.cdiv(V, meta["BV"]), NT * NC, B * H)](
+            q, k, G, do, dh, dv, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BK, IS_FP32=is_fp32,
+        )
 
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
@@ -330,13 +380,16 @@ def chunk_gla_bwd(
 class ChunkGLAFunction(torch.autograd.Function):
     """Triton forward (:func:`chunk_gla_fwd`) and Triton backward (:func:`chunk_gla_bwd`).
 
-    The forward saves its inputs only; the backward recomputes the chunk-entry states.
+    The forward saves its inputs (and, with ``save_scores``, its intra-chunk scores); the backward recomputes
+    the chunk-entry states.
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, g, scale, initial_state, output_final_state):
-        o, hT = chunk_gla_fwd(q, k, v, g, scale, initial_state, output_final_state)
-        ctx.save_for_backward(q, k, v, g, initial_state)
+    def forward(ctx, q, k, v, g, scale, initial_state, output_final_state, save_scores=False):
+        B, T, H, _ = q.shape
+        scores = torch.empty(B, T, H, CHUNK, device=q.device, dtype=torch.float32) if save_scores else None
+        o, hT = chunk_gla_fwd(q, k, v, g, scale, initial_state, output_final_state, scores)
+        ctx.save_for_backward(q, k, v, g, initial_state, scores)
         ctx.scale = scale
         # Unused outputs then arrive as None instead of zero tensors (no dhT term, no zeros read).
         ctx.set_materialize_grads(False)
@@ -344,8 +397,8 @@ class ChunkGLAFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dhT):
-        q, k, v, g, h0 = ctx.saved_tensors
+        q, k, v, g, h0, scores = ctx.saved_tensors
         if do is None:
             do = torch.zeros_like(v)
-        dq, dk, dv, dg, dh0 = chunk_gla_bwd(q, k, v, g, ctx.scale, h0, do, dhT)
-        return dq, dk, dv, dg, None, dh0, None
+        dq, dk, dv, dg, dh0 = chunk_gla_bwd(q, k, v, g, ctx.scale, h0, do, dhT, scores)
+        return dq, dk, dv, dg, None, dh0, None, None

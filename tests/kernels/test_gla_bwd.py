@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from _kernel_util import assert_close, grads
 
 from kernels.gla import chunk_gla, naive_chunk_gla, naive_recurrent_gla
-from kernels.gla.triton_chunk import CHUNK
+from kernels.gla import triton_chunk_bwd as bwd
+from kernels.gla.triton_chunk import CHUNK, triton_chunk_gla
 from kernels.gla.triton_chunk_bwd import chunk_gla_bwd
 
 # fp32 inputs use IEEE fp32 products in the kernels; the chunked and step forms only reorder sums.
@@ -93,17 +94,45 @@ def test_backward_strong_decay(device):
     _compare(tri, ref, 2e-4)
 
 
+@pytest.mark.parametrize("T", [1, CHUNK + 1, 2 * CHUNK + 3])
+@pytest.mark.parametrize("s0", [False, True])
+def test_backward_from_saved_scores(T, s0, device, monkeypatch):
+    """``save_scores=True``: the forward keeps scale·A and dv comes from it in one product per chunk (the
+    sub-chunk dv kernel is not launched); every gradient still matches the reference. Several V blocks."""
+    B, H, K, V = 1, 2, 40, 72
+    inputs = _inputs(B, T, H, K, V, s0, device)
+    do, dhT = torch.randn(B, T, H, V, device=device), torch.randn(B, H, K, V, device=device)
+
+    def not_launched(*a, **k):
+        raise AssertionError("the sub-chunk dv kernel ran although the scores were saved")
+
+    monkeypatch.setattr(bwd, "_gla_bwd_dv", type("NotLaunched", (), {"__getitem__": lambda self, grid: not_launched})())
+    tri = _run(lambda *a: triton_chunk_gla(*a, save_scores=True), inputs, 0.6, do, dhT, True)
+    ref = _run(naive_recurrent_gla, inputs, 0.6, do, dhT, True)
+    _compare(tri, ref, FP32_TOL)
+
+
+def test_saved_scores_only_under_autograd(device):
+    """Without a gradient to track nothing is kept; the outputs are the same either way."""
+    q, k, v, g, _ = (t.detach() if t is not None else None for t in _inputs(1, 70, 1, 16, 16, False, device))
+    with torch.no_grad():
+        o1, h1 = triton_chunk_gla(q, k, v, g, 0.5, None, True, save_scores=True)
+    o2, h2 = triton_chunk_gla(q, k, v, g, 0.5, None, True)
+    assert torch.equal(o1, o2) and torch.equal(h1, h2)
+
+
 @pytest.mark.gpu
+@pytest.mark.parametrize("save_scores", [False, True])
 @pytest.mark.parametrize("K,V", [(64, 64), (128, 128)])
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])  # bf16 operands: ~3e-3
 @pytest.mark.parametrize("s0", [False, True])
-def test_backward_full_shape_gpu(K, V, dtype, tol, s0):
+def test_backward_full_shape_gpu(K, V, dtype, tol, s0, save_scores):
     dev = torch.device("cuda")
     B, T, H = 2, 1000, 4
     q, k, v, g, h0 = _inputs(B, T, H, K, V, s0, dev, dtype)
     # do rounded to the inputs' dtype, so that both sides see the same output gradient
     do, dhT = torch.randn(B, T, H, V, device=dev).to(dtype).float(), torch.randn(B, H, K, V, device=dev)
-    tri = _run(_triton, (q, k, v, g, h0), K**-0.5, do, dhT, True)
+    tri = _run(lambda *a: triton_chunk_gla(*a, save_scores=save_scores), (q, k, v, g, h0), K**-0.5, do, dhT, True)
     # the reference sees the same (bf16-rounded) values in fp32
     ref_in = [t.detach().float().requires_grad_() if t is not None else None for t in (q, k, v, g, h0)]
 

@@ -134,6 +134,27 @@ def test_gla_chunk_forward_backward(run, monkeypatch):
     _check(guards, _describe(run), zip(names, [o, hT, *got], [o_ref, hT_ref, *ref], strict=True))
 
 
+@pytest.mark.parametrize("run", _runs(
+    (gla_fwd._gla_chunk_output, gla_fwd._configs(gla_fwd._OUTPUT_TILES, interpreted=False)),
+    (gla_bwd._gla_bwd_dv_scores, gla_fwd._configs(gla_bwd._DVS_TILES, interpreted=False)),
+))
+def test_gla_chunk_backward_from_saved_scores(run, monkeypatch):
+    """The forward's saved scores (written by the first V block's program only) and dv from them, per GPU config."""
+    inputs, (o_ref, hT_ref), ref = _gla_case()
+    guards = Guards()
+    q, k, v, g, h0, do, dhT = map(guards, inputs)
+    B, T, H, _ = q.shape
+    cumsum = gla_fwd.chunk_local_cumsum
+    for module in (gla_fwd, gla_bwd):
+        monkeypatch.setattr(module, "chunk_local_cumsum", lambda g: guards(cumsum(g)))
+    with guards.allocations(), only_configs(*run):
+        scores = torch.empty(B, T, H, gla_fwd.CHUNK)
+        o, hT = gla_fwd.chunk_gla_fwd(q, k, v, g, 0.4, h0, True, scores)
+        got = gla_bwd.chunk_gla_bwd(q, k, v, g, 0.4, h0, do, dhT, scores)
+    names = ["o", "final", "dq", "dk", "dv", "dg", "dh0"]
+    _check(guards, _describe(run), zip(names, [o, hT, *got], [o_ref, hT_ref, *ref], strict=True))
+
+
 # Delta rule: K = 20 is one 32-wide tile; V = 40 is 3 blocks of 16 or 2 of 32.
 DELTA_SHAPE = dict(B=2, T=21, H=2, K=20, V=40)
 
