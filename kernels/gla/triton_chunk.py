@@ -250,4 +250,6 @@ def triton_chunk_gla(
     # Imported here: the backward module imports this one's kernels and helpers.
     from kernels.gla.triton_chunk_bwd import ChunkGLAFunction
 
+    tensors = (q, k, v, g, initial_state)
+    save_scores = save_scores and torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     return ChunkGLAFunction.apply(q, k, v, g, scale, initial_state, output_final_state, save_scores)

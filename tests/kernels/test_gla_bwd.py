@@ -112,13 +112,18 @@ def test_backward_from_saved_scores(T, s0, device, monkeypatch):
     _compare(tri, ref, FP32_TOL)
 
 
-def test_saved_scores_only_under_autograd(device):
-    """Without a gradient to track nothing is kept; the outputs are the same either way."""
+def test_saved_scores_only_under_autograd(device, monkeypatch):
+    """Without a gradient to track no scores are written; the outputs are the same either way."""
     q, k, v, g, _ = (t.detach() if t is not None else None for t in _inputs(1, 70, 1, 16, 16, False, device))
+    seen = []
+    fwd = bwd.chunk_gla_fwd
+    monkeypatch.setattr(bwd, "chunk_gla_fwd", lambda *a: seen.append(a[-1]) or fwd(*a))
     with torch.no_grad():
         o1, h1 = triton_chunk_gla(q, k, v, g, 0.5, None, True, save_scores=True)
-    o2, h2 = triton_chunk_gla(q, k, v, g, 0.5, None, True)
-    assert torch.equal(o1, o2) and torch.equal(h1, h2)
+    o2, h2 = triton_chunk_gla(q, k, v, g, 0.5, None, True, save_scores=True)
+    assert seen == [None, None]
+    o3, _ = triton_chunk_gla(q.requires_grad_(), k, v, g, 0.5, None, True, save_scores=True)
+    assert seen[-1] is not None and torch.equal(o1, o2) and torch.equal(o1, o3) and torch.equal(h1, h2)
 
 
 @pytest.mark.gpu
