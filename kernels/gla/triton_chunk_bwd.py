@@ -20,9 +20,10 @@ Four launches (plus two small torch passes: ``G`` and the dg carry):
    ``dk_i = e^{G_L − G_i} ⊙ (v_i dh[n]ᵀ) + Σ_{j≥i} dA_jiᵀ (q_j ⊙ e^{G_j − G_i})``, ``dA = scale · do vᵀ``;
    then ``q_i ⊙ dq_i − k_i ⊙ dk_i`` (fp32) reverse-summed inside the sub-chunk, for ``dg``.
 
-With ``save_scores`` (:func:`kernels.gla.triton_chunk.triton_chunk_gla`) the forward keeps ``scale · A`` and step 3
-is ``_gla_bwd_dv_scores`` instead: one program per (V block, chunk, batch·head), ``dv = (k ⊙ e^{G_L − G}) dh[n] +
-(scale·A)ᵀ do`` as two products.
+With ``save_scores`` (:func:`kernels.gla.triton_chunk.triton_chunk_gla`) the forward keeps ``scale · A``; step 3 is
+then ``_gla_bwd_dv_scores``: one program per (V block, chunk, batch·head), ``dv = (k ⊙ e^{G_L − G}) dh[n] +
+(scale·A)ᵀ do`` as two products. ``_gla_bwd_dA`` forms the chunk's ``do vᵀ`` once, and step 4 loads its blocks
+(``HAS_DA``) instead of forming each off-diagonal one twice by loops over V.
 
 Off-diagonal sub-chunk pairs refer both factors to ``G`` at a row between them (``G`` is non-increasing,
 so both exponents are ≤ 0); diagonal blocks mask the pairwise difference to ``-inf`` before the exp.
@@ -195,13 +196,37 @@ def _gla_bwd_dv_scores(
     tl.store(dv + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], acc.to(dv.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
 
 
+@triton.autotune(configs=_configs(_DVS_TILES), key=["V", "IS_FP32"])
+@triton.jit
+def _gla_bwd_dA(
+    v, do, dA, T, NT, H: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr, IS_FP32: tl.constexpr,
+):
+    """``do vᵀ`` of a whole chunk, once (one program per chunk and batch·head), on and below the diagonal into
+    ``dA [B, T, H, BT]`` fp32: the dq/dk kernel then loads its blocks instead of forming each off-diagonal block
+    twice (once in each sub-chunk program of the pair) by a loop over V."""
+    i_n, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_t = tl.arange(0, BT)
+    t = i_n * BT + o_t
+    m_t = t < T
+    acc = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        b_do = tl.load(do + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
+        b_vt = tl.load(v + ((i_b * T + t[None, :]) * H + i_h) * V + o_v[:, None], mask=m_v[:, None] & m_t[None, :], other=0.0)
+        acc += _dot(b_do, b_vt, IS_FP32)
+    p_dA = dA + ((i_b * T + t[:, None]) * H + i_h) * BT + o_t[None, :]
+    tl.store(p_dA, acc, mask=m_t[:, None] & (o_t[None, :] <= o_t[:, None]))
+
+
 # 8 warps: the program holds several [16, K] fp32 tiles (4 warps spilled at K = 128 when compiled for sm_90).
-@triton.autotune(configs=_configs(_DQK_TILES), key=["K", "V", "BK", "IS_FP32"])
+@triton.autotune(configs=_configs(_DQK_TILES), key=["K", "V", "BK", "IS_FP32", "HAS_DA"])
 @triton.jit
 def _gla_bwd_dqk(
-    q, k, v, G, h, do, dh, dq, dk, dgl, scale, T, NT,
+    q, k, v, G, h, do, dh, dq, dk, dgl, dA, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
-    BV: tl.constexpr, IS_FP32: tl.constexpr,
+    BV: tl.constexpr, IS_FP32: tl.constexpr, HAS_DA: tl.constexpr = False,
 ):
     i_s, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -239,7 +264,11 @@ def _gla_bwd_dqk(
         b_v = tl.load(v + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
         b_dq += _dot(b_do, b_h, IS_FP32)
         b_dk += _dot(b_v, b_dh, IS_FP32)
-        b_dA += _dot(b_do, tl.trans(b_v), IS_FP32)
+        if not HAS_DA:
+            b_dA += _dot(b_do, tl.trans(b_v), IS_FP32)
+    if HAS_DA:  # the diagonal block of the chunk's do vᵀ (_gla_bwd_dA), on and below its diagonal
+        p_dAd = dA + ((i_b * T + t_i[:, None]) * H + i_h) * BT + i_c * BC + o_c[None, :]
+        b_dA = tl.load(p_dAd, mask=m_i[:, None] & (o_c[None, :] <= o_c[:, None]), other=0.0)
     b_dq = b_dq * scale * tl.exp(b_Gi)
     b_dk = b_dk * tl.exp(b_Gl[None, :] - b_Gi)
     # earlier sub-chunks j < i, both factors referred to G at this sub-chunk's first row
@@ -247,13 +276,17 @@ def _gla_bwd_dqk(
     acc = tl.zeros([BC, BK], dtype=tl.float32)
     for j_c in range(i_c):
         t_j = i_n * BT + j_c * BC + o_c
-        b_dAj = tl.zeros([BC, BC], dtype=tl.float32)
-        for i_v in range(tl.cdiv(V, BV)):
-            o_v = i_v * BV + tl.arange(0, BV)
-            m_v = o_v < V
-            b_do = tl.load(do + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
-            b_vj = tl.load(v + ((i_b * T + t_j[None, :]) * H + i_h) * V + o_v[:, None], mask=m_v[:, None] & (t_j[None, :] < T), other=0.0)
-            b_dAj += _dot(b_do, b_vj, IS_FP32)
+        if HAS_DA:
+            b_dAj = tl.load(dA + ((i_b * T + t_i[:, None]) * H + i_h) * BT + j_c * BC + o_c[None, :], mask=m_i[:, None], other=0.0)
+        else:
+            b_dAj = tl.zeros([BC, BC], dtype=tl.float32)
+            for i_v in range(tl.cdiv(V, BV)):
+                o_v = i_v * BV + tl.arange(0, BV)
+                m_v = o_v < V
+                b_do = tl.load(do + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
+                p_vj = v + ((i_b * T + t_j[None, :]) * H + i_h) * V + o_v[:, None]
+                b_vj = tl.load(p_vj, mask=m_v[:, None] & (t_j[None, :] < T), other=0.0)
+                b_dAj += _dot(b_do, b_vj, IS_FP32)
         b_kj = tl.load(k + ((i_b * T + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=(t_j[:, None] < T) & m_k[None, :], other=0.0)
         b_Gj = tl.load(G + ((i_b * TP + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
         b_kr = (b_kj.to(tl.float32) * tl.exp(b_Gr[None, :] - b_Gj)).to(k.dtype.element_ty)
@@ -265,13 +298,17 @@ def _gla_bwd_dqk(
     for j_c in range(i_c + 1, NC):
         t_j = i_n * BT + j_c * BC + o_c
         m_j = t_j < T
-        b_dAt = tl.zeros([BC, BC], dtype=tl.float32)  # dA_jiᵀ, [BC (i), BC (j)]
-        for i_v in range(tl.cdiv(V, BV)):
-            o_v = i_v * BV + tl.arange(0, BV)
-            m_v = o_v < V
-            b_v = tl.load(v + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
-            b_doj = tl.load(do + ((i_b * T + t_j[None, :]) * H + i_h) * V + o_v[:, None], mask=m_v[:, None] & m_j[None, :], other=0.0)
-            b_dAt += _dot(b_v, b_doj, IS_FP32)
+        if HAS_DA:  # dA_jiᵀ, [BC (i), BC (j)]: row j of the chunk's dA, read down a column
+            p_dAt = dA + ((i_b * T + t_j[None, :]) * H + i_h) * BT + i_c * BC + o_c[:, None]
+            b_dAt = tl.load(p_dAt, mask=m_j[None, :], other=0.0)
+        else:
+            b_dAt = tl.zeros([BC, BC], dtype=tl.float32)  # dA_jiᵀ, [BC (i), BC (j)]
+            for i_v in range(tl.cdiv(V, BV)):
+                o_v = i_v * BV + tl.arange(0, BV)
+                m_v = o_v < V
+                b_v = tl.load(v + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
+                b_doj = tl.load(do + ((i_b * T + t_j[None, :]) * H + i_h) * V + o_v[:, None], mask=m_v[:, None] & m_j[None, :], other=0.0)
+                b_dAt += _dot(b_v, b_doj, IS_FP32)
         b_qj = tl.load(q + ((i_b * T + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_j[:, None] & m_k[None, :], other=0.0)
         b_Gj = tl.load(G + ((i_b * TP + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
         b_qr = (b_qj.to(tl.float32) * tl.exp(b_Gj - b_Gr[None, :])).to(q.dtype.element_ty)
@@ -357,8 +394,14 @@ def chunk_gla_bwd(
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
     dgl = torch.empty(B, NT * BT, H, K, device=q.device, dtype=torch.float32)
+    # Along with the forward's scores, the chunk's do vᵀ once for dq and dk (a new buffer: the saved scores must
+    # stay as they are for a second backward through the same graph).
+    dA = torch.empty_like(scores) if scores is not None else None
+    if dA is not None:
+        _gla_bwd_dA[(NT, B * H)](v, do, dA, T, NT, H=H, V=V, BT=BT, IS_FP32=is_fp32)
     _gla_bwd_dqk[(NT * NC, B * H)](
-        q, k, v, G, h, do, dh, dq, dk, dgl, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BK, IS_FP32=is_fp32,
+        q, k, v, G, h, do, dh, dq, dk, dgl, dA, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BK, IS_FP32=is_fp32,
+        HAS_DA=dA is not None,
     )
 
     # dg_t: the kernel summed ∂L/∂Γ inside each sub-chunk (row 0 holds the sub-chunk's total, the last one's

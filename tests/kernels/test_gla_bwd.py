@@ -112,6 +112,18 @@ def test_backward_from_saved_scores(T, s0, device, monkeypatch):
     _compare(tri, ref, FP32_TOL)
 
 
+def test_saved_scores_survive_a_second_backward(device):
+    """The backward does not write into the saved scores: a second backward through the same graph
+    (retain_graph) gives the same gradients."""
+    q, k, v, g, h0 = _inputs(1, CHUNK + 9, 1, 16, 24, True, device)
+    o, _ = triton_chunk_gla(q, k, v, g, 0.8, h0, False, save_scores=True)
+    do = torch.randn_like(o)
+    first = torch.autograd.grad(o, (q, k, v, g, h0), do, retain_graph=True)
+    second = torch.autograd.grad(o, (q, k, v, g, h0), do)
+    for name, a, b in zip(["dq", "dk", "dv", "dg", "dh0"], first, second, strict=True):
+        assert torch.equal(a, b), name
+
+
 def test_saved_scores_only_under_autograd(device, monkeypatch):
     """Without a gradient to track no scores are written; the outputs are the same either way."""
     q, k, v, g, _ = (t.detach() if t is not None else None for t in _inputs(1, 70, 1, 16, 16, False, device))

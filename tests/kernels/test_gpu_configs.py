@@ -137,9 +137,12 @@ def test_gla_chunk_forward_backward(run, monkeypatch):
 @pytest.mark.parametrize("run", _runs(
     (gla_fwd._gla_chunk_output, gla_fwd._configs(gla_fwd._OUTPUT_TILES, interpreted=False)),
     (gla_bwd._gla_bwd_dv_scores, gla_fwd._configs(gla_bwd._DVS_TILES, interpreted=False)),
+    (gla_bwd._gla_bwd_dA, gla_fwd._configs(gla_bwd._DVS_TILES, interpreted=False)),
+    (gla_bwd._gla_bwd_dqk, gla_fwd._configs(gla_bwd._DQK_TILES, interpreted=False)),
 ))
 def test_gla_chunk_backward_from_saved_scores(run, monkeypatch):
-    """The forward's saved scores (written by the first V block's program only) and dv from them, per GPU config."""
+    """The forward's saved scores (written by the first V block's program only), dv from them, the chunk's
+    do vᵀ computed once and dq/dk/dg reading it, per GPU config."""
     inputs, (o_ref, hT_ref), ref = _gla_case()
     guards = Guards()
     q, k, v, g, h0, do, dhT = map(guards, inputs)
