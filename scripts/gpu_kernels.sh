@@ -5,7 +5,7 @@
 # Usage (repo root, on a CUDA machine; wheels for packages the image lacks in .whl/, see README):
 #   bash scripts/gpu_kernels.sh OUT_DIR [bench sections, comma-separated]
 #   TEST_TIMEOUT (default 120) caps each test file and the memcheck, in seconds; SKIP_TESTS=1 benchmarks only.
-#   PROFILE="gla ssd delta" first writes a kernel-by-kernel profile of each op's fwd+bwd (scripts/profile_kernels.py);
+#   PROFILE="gla gla-saved ssd delta" first writes a kernel-by-kernel profile of each op's fwd+bwd (scripts/profile_kernels.py);
 #   SWEEP=1 first sweeps the decode-step launch (scripts/sweep_step_launch.py).
 set -uo pipefail
 out=${1:?usage: gpu_kernels.sh OUT_DIR [SECTIONS]}

@@ -6,7 +6,8 @@ measurement. bf16 inputs as in the benchmark; a few warm-up calls (autotuning, c
 
 Usage (GPU machine, repo root):
     python scripts/profile_kernels.py --op gla --shape 1,4096,16,128 [--backward] [--out DIR]
-Ops: ``gla`` (chunk_gla), ``ssd`` (chunk_ssd), ``delta`` (chunk_delta_rule). ``--shape`` is B,T,H,D (K = V = D).
+Ops: ``gla`` (chunk_gla), ``gla-saved`` (its backward from the forward's saved scores, ``save_scores=True``),
+``ssd`` (chunk_ssd), ``delta`` (chunk_delta_rule). ``--shape`` is B,T,H,D (K = V = D).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kernels.delta_rule import chunk_delta_rule  # noqa: E402
 from kernels.gla import chunk_gla  # noqa: E402
+from kernels.gla.triton_chunk import triton_chunk_gla  # noqa: E402
 from kernels.ssd import chunk_ssd  # noqa: E402
 
 
@@ -30,9 +32,12 @@ def make_call(op: str, B: int, T: int, H: int, D: int, backward: bool):
     dev, bf = "cuda", torch.bfloat16
     q, v = (torch.randn(B, T, H, D, device=dev, dtype=bf) for _ in range(2))
     k = (torch.randn(B, T, H, D, device=dev) / D**0.5).to(bf)
-    if op == "gla":
+    if op in ("gla", "gla-saved"):
         g = F.logsigmoid(torch.randn(B, T, H, D, device=dev)) / 16
-        leaves, fn = [q, k, v, g], lambda q, k, v, g: chunk_gla(q, k, v, g, D**-0.5, None, False)[0]
+        if op == "gla":
+            leaves, fn = [q, k, v, g], lambda q, k, v, g: chunk_gla(q, k, v, g, D**-0.5, None, False)[0]
+        else:
+            leaves, fn = [q, k, v, g], lambda q, k, v, g: triton_chunk_gla(q, k, v, g, D**-0.5, None, False, save_scores=True)[0]
     elif op == "ssd":
         g = -F.softplus(torch.randn(B, T, H, device=dev) - 3.0)
         leaves, fn = [q, k, v, g], lambda q, k, v, g: chunk_ssd(q, k, v, g, D**-0.5, None, False)[0]
@@ -43,7 +48,7 @@ def make_call(op: str, B: int, T: int, H: int, D: int, backward: bool):
         leaves = [q, k, v, g, a, b]
         fn = lambda q, k, v, g, a, b: chunk_delta_rule(q, k, v, g, a, b, 1.0, None, False)[0]  # noqa: E731
     else:
-        raise SystemExit(f"--op: unknown op {op!r}; choose gla, ssd or delta")
+        raise SystemExit(f"--op: unknown op {op!r}; choose gla, gla-saved, ssd or delta")
     do = torch.randn(B, T, H, D, device=dev, dtype=bf)
     if backward:
         leaves = [t.detach().requires_grad_() for t in leaves]
