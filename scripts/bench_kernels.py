@@ -29,7 +29,7 @@ from kernels.causal_conv1d import naive_causal_conv1d  # noqa: E402
 from kernels.causal_conv1d.triton_conv import triton_causal_conv1d  # noqa: E402
 from kernels.delta_rule import naive_chunk_delta_rule, naive_delta_rule_step  # noqa: E402
 from kernels.delta_rule.triton_chunk import chunk_delta_rule_fwd  # noqa: E402
-from kernels.delta_rule.triton_recurrent import fused_recurrent_delta_rule_fwd  # noqa: E402
+from kernels.delta_rule.triton_recurrent import fused_recurrent_delta_rule_fwd, triton_fused_recurrent_delta_rule  # noqa: E402
 from kernels.delta_rule.triton_step import triton_delta_rule_step  # noqa: E402
 from kernels.gla import naive_chunk_gla, naive_gla_step  # noqa: E402
 from kernels.gla.triton_chunk import chunk_gla_fwd, triton_chunk_gla  # noqa: E402
@@ -42,7 +42,7 @@ from kernels.ssd.triton_step import triton_ssd_step  # noqa: E402
 
 # bench_<name> below, in the order they run
 SECTIONS = ("fused_step", "step", "gla_step", "rwkv_step", "chunk", "chunk_bwd", "conv", "rwkv_prefill", "gla_chunk",
-            "gla_chunk_bwd")
+            "gla_chunk_bwd", "rwkv_prefill_bwd")
 BF16_TOL = 2e-2  # bf16 operands and outputs against an fp32 reference: ~3e-3 seen; 2e-2 flags real bugs only
 
 
@@ -182,6 +182,7 @@ def run_isolated(a, sections: list[str]) -> None:
     for name in sections:
         sub = out / f"section_{name}"
         cmd = [sys.executable, __file__, "--only", name, "--out", str(sub)] + (["--quick"] if a.quick else [])
+        cmd += ["--shape", a.shape] if a.shape else []
         rc = subprocess.run(cmd).returncode
         res = sub / "bench_kernels.json"
         if res.exists():
@@ -549,6 +550,36 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
     bench.case("RWKV-7 prefill fwd", f"B={B} T={T} H={H} K=V={D}", floor, entries)
 
 
+def bench_rwkv_prefill_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
+    """Delta-rule (RWKV-7) forward + backward: our fused-recurrent pair, the same forward with the reference-recompute
+    backward, and fla's chunk_rwkv7, all on the same values."""
+    B, T, H, D = shape
+    q, k, v, g, a, b, _, _ = rwkv_inputs(B, T, H, D)
+    do = torch.randn_like(v)
+
+    def fb(fn, cast=lambda t: t):
+        leaves = [cast(t).detach().requires_grad_() for t in (q, k, v, g, a, b)]
+        o, _ = fn(*leaves)
+        o.backward(cast(do))
+        return [o, *(t.grad for t in leaves)]
+
+    ref = fb(lambda *x: naive_chunk_delta_rule(*x, 1.0, None, False), cast=lambda t: t.float())
+
+    def chk(fn):
+        return max(rel_err(x, y) for x, y in zip(fb(fn), ref, strict=True))
+
+    tri = lambda *x: triton_fused_recurrent_delta_rule(*x, 1.0, None, False)  # noqa: E731
+    tri_ref = lambda *x: triton_fused_recurrent_delta_rule(*x, 1.0, None, False, triton_backward=False)  # noqa: E731
+    entries = [("ours (Triton bwd)", lambda: fb(tri), lambda: chk(tri), BF16_TOL, True),
+               ("ours (ref. bwd)", lambda: fb(tri_ref), lambda: chk(tri_ref), BF16_TOL, True)]
+    if "fla" in P:
+        fc = P["fla"]["rwkv7_chunk"]
+        fla_fn = lambda q, k, v, g, a, b: fc(q, g, k, v, a, b, scale=1.0)  # noqa: E731
+        entries.append(("fla chunk_rwkv7", lambda: fb(fla_fn), lambda: chk(fla_fn), BF16_TOL, False))
+    # reads q, k, v, a, b, do (bf16) and g (fp32) twice (forward, backward), writes o and six gradients
+    bench.case("RWKV-7 prefill fwd+bwd", f"B={B} T={T} H={H} K=V={D}", 19 * B * T * H * D * 2 + 3 * B * T * H * D * 4, entries)
+
+
 def bench_gla_step(bench: Bench, P: dict, shape: tuple[int, ...]):
     B, H, D = shape
     q, k, v = (torch.randn(B, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
@@ -672,6 +703,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a few shapes only")
     ap.add_argument("--only", default="", help="comma-separated sections to run (default all): " + ", ".join(SECTIONS))
     ap.add_argument("--isolate", action="store_true", help="run each section in its own process (a crash stays local)")
+    ap.add_argument("--shape", default="", help="only this shape of each section, as its numbers: e.g. 8,2048,16,64")
     a = ap.parse_args()
     only = [x for x in a.only.split(",") if x]
     unknown = sorted(set(only) - set(SECTIONS))
@@ -710,12 +742,15 @@ def main():
         (bench_gla_chunk, [(1, 1024, 16, 64), (1, 4096, 16, 128), (1, 16384, 16, 128), (8, 4096, 16, 64),
                            (8, 4096, 16, 128), (64, 1024, 16, 128)], [(4, 2048, 16, 128)]),
         (bench_gla_chunk_bwd, [(1, 4096, 16, 128), (8, 2048, 16, 64)], [(1, 2048, 16, 64)]),
+        (bench_rwkv_prefill_bwd, [(1, 2048, 16, 64), (8, 2048, 16, 64)], [(1, 1024, 16, 64)]),
     ]
     for fn, full, quick in sections:
         if only and fn.__name__.removeprefix("bench_") not in only:
             continue
         try:
             for shape in quick if q else full:
+                if a.shape and shape != tuple(int(x) for x in a.shape.split(",")):
+                    continue
                 fn(bench, P, shape)
         except Exception:  # noqa: BLE001 - one broken section must not hide the others' numbers
             import traceback

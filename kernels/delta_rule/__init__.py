@@ -7,8 +7,10 @@ lazily. ``chunk_delta_rule`` runs the *chunked* (UT-transform) forward of ``kern
 when batch·heads are few (prefill, batch 1: the sequential walk over chunks is short and the rest is
 parallel), and the *fused-recurrent* forward of ``kernels.delta_rule.triton_recurrent`` (a sequential walk
 over T, one program per V block and batch·head) when batch·heads fill the GPU on their own
-(:data:`CHUNKED_MAX_BH`, kernels/NOTES.md 28). Both backward passes recompute through the reference
-``naive_chunk_delta_rule``. ``delta_rule_step`` runs the in-place step of ``kernels.delta_rule.triton_step``.
+(:data:`CHUNKED_MAX_BH`, kernels/NOTES.md 28). The fused-recurrent path has a Triton backward
+(``kernels.delta_rule.triton_recurrent_bwd``: checkpointed states, reverse walk per V block); the chunked path's
+backward recomputes through the reference ``naive_chunk_delta_rule``.
+``delta_rule_step`` runs the in-place step of ``kernels.delta_rule.triton_step``.
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ def chunk_delta_rule(
     """Whole-sequence generalized delta rule. See :func:`kernels.delta_rule.naive.naive_chunk_delta_rule`.
 
     ``impl="triton"`` runs a Triton forward: chunked for at most :data:`CHUNKED_MAX_BH` batch·heads with
-    ``chunk_size`` 32 or 64, fused-recurrent otherwise. ``chunk_size`` is also the chunk of the reference
-    the backward recomputes through.
+    ``chunk_size`` 32 or 64, fused-recurrent otherwise (Triton backward). ``chunk_size`` is also the chunk of
+    the reference the chunked path's backward recomputes through.
     """
     if resolve_impl(impl, q, "chunk_delta_rule") == "triton":
         from kernels.delta_rule.triton_chunk import CHUNKS, triton_chunk_delta_rule

@@ -13,11 +13,12 @@ state). The walk is sequential in T: fine for prefill of moderate length and for
 but it cannot use tensor cores. :mod:`kernels.delta_rule.triton_chunk` is the chunked (UT-transform) forward;
 :func:`kernels.delta_rule.chunk_delta_rule` takes it for few batch·heads and this walk for many.
 
-Backward (fallback, not a Triton kernel): :func:`kernels._fallback.with_reference_backward` recomputes
-the forward through the reference :func:`naive_chunk_delta_rule` under autograd inside ``backward`` —
-correct (it is the reference's gradient) but with the reference's speed and memory. ``g``, ``a`` and
-``b`` travel through that wrapper stacked as one fp32 ``[3, B, T, H, K]`` tensor (its gate slot), so
-the stack is only built when a gradient is wanted.
+Backward: :mod:`kernels.delta_rule.triton_recurrent_bwd` (default). Under autograd this forward also stores the
+state entering every ``C``-th step (``CKPT``, fp32 ``[B, H, ceil(T / C), K, V]``); the backward walks the
+checkpoint segments in reverse, recomputing each segment's states. ``triton_backward=False`` keeps the former
+fallback for cross-checks: :func:`kernels._fallback.with_reference_backward` recomputes the forward through the
+reference :func:`naive_chunk_delta_rule` under autograd inside ``backward`` (``g``, ``a`` and ``b`` travel
+through that wrapper stacked as one fp32 ``[3, B, T, H, K]`` tensor, its gate slot).
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ def _configs(interpreted: bool | None = None):
 @triton.autotune(configs=_configs(), key=["K", "V", "BK", "BH_BUCKET"])
 @triton.jit(do_not_specialize=["T"])
 def _delta_rule_fused_recurrent_fwd(
-    q, k, v, g, a, b, o, h0, hT, scale, T, BH_BUCKET,
+    q, k, v, g, a, b, o, h0, hT, ckpt, scale, T, NC, BH_BUCKET,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
+    HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr, CKPT: tl.constexpr = 0,
 ):
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -80,6 +81,13 @@ def _delta_rule_fused_recurrent_fwd(
     n_b = tl.load(b + p_k, mask=m_k & (T > 0), other=0.0)
     n_v = tl.load(v + p_v, mask=m_v & (T > 0), other=0.0)
     for t in range(T):
+        if CKPT > 0:
+            # the state entering every CKPT-th step, for the backward (kernels.delta_rule.triton_recurrent_bwd); the
+            # address tile is formed here, not carried through the loop (an int64 [BK, BV] tile live across the walk
+            # made the sm_90 build spill)
+            if t % CKPT == 0:
+                p_c = ckpt + (i_bh.to(tl.int64) * NC + t // CKPT) * K * V
+                tl.store(p_c + o_k[:, None] * V + o_v[None, :], b_s, mask=m)
         b_q, b_k, b_g, b_a, b_b, b_v = n_q.to(tl.float32), n_k.to(tl.float32), n_g.to(tl.float32), n_a.to(tl.float32), \
             n_b.to(tl.float32), n_v.to(tl.float32)
         m_n = t + 1 < T
@@ -110,8 +118,12 @@ def fused_recurrent_delta_rule_fwd(
     scale: float = 1.0,
     initial_state: Tensor | None = None,
     output_final_state: bool = True,
+    checkpoints: Tensor | None = None,
+    checkpoint_every: int = 0,
 ) -> tuple[Tensor, Tensor | None]:
-    """The forward launch alone (no autograd). Arguments and returns as :func:`triton_fused_recurrent_delta_rule`."""
+    """The forward launch alone (no autograd). Arguments and returns as :func:`triton_fused_recurrent_delta_rule`;
+    with ``checkpoints`` (fp32 ``[B, H, ceil(T / checkpoint_every), K, V]``, contiguous) the state entering steps
+    0, C, 2C, … (``C = checkpoint_every``) is also written there, for the Triton backward."""
     _check(q, k, v, g, a, b, "fused_recurrent_delta_rule")
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -123,6 +135,14 @@ def fused_recurrent_delta_rule_fwd(
     h0 = initial_state.contiguous() if initial_state is not None else None
     o = torch.empty(B, T, H, V, device=v.device, dtype=v.dtype)
     hT = torch.empty(B, H, K, V, device=v.device, dtype=torch.float32) if output_final_state else None
+    NC = 0
+    if checkpoints is not None:
+        NC = triton.cdiv(T, checkpoint_every) if checkpoint_every > 0 else -1
+        if checkpoints.shape != (B, H, NC, K, V) or checkpoints.dtype != torch.float32 or not checkpoints.is_contiguous():
+            raise ValueError(
+                f"fused_recurrent_delta_rule: checkpoints {tuple(checkpoints.shape)} {checkpoints.dtype} must be a "
+                f"contiguous fp32 [B, H, ceil(T / C), K, V] = {(B, H, NC, K, V)} with checkpoint_every = C ≥ 1"
+            )
     BK = max(16, triton.next_power_of_2(K))
     bucket = min(triton.next_power_of_2(B * H), 4096)
 
@@ -130,8 +150,9 @@ def fused_recurrent_delta_rule_fwd(
         return (triton.cdiv(V, meta["BV"]), B * H)
 
     _delta_rule_fused_recurrent_fwd[grid](
-        q, k, v, g, a, b, o, h0, hT, float(scale), T, bucket,
+        q, k, v, g, a, b, o, h0, hT, checkpoints, float(scale), T, NC, bucket,
         H=H, K=K, V=V, BK=BK, HAS_H0=h0 is not None, STORE_FINAL=output_final_state,
+        CKPT=checkpoint_every if checkpoints is not None else 0,
     )
     return o, hT
 
@@ -147,18 +168,30 @@ def triton_fused_recurrent_delta_rule(
     initial_state: Tensor | None = None,
     output_final_state: bool = True,
     chunk_size: int = 32,
+    triton_backward: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
-    """Whole-sequence generalized delta rule: fused-recurrent Triton forward, reference-recompute backward.
+    """Whole-sequence generalized delta rule: fused-recurrent Triton forward and backward.
 
     Args:
         q, k, a, b: ``[B, T, H, K]`` (K ≤ 256). v: ``[B, T, H, V]``. g: ``[B, T, H, K]`` log-decay (≤ 0).
         scale: multiplies q. initial_state: ``[B, H, K, V]`` or None (zeros).
         output_final_state: return the final state (else None).
         chunk_size: chunk of the reference :func:`naive_chunk_delta_rule` that the backward recomputes
-            through (the forward does not chunk).
+            through with ``triton_backward=False`` (neither Triton pass chunks).
+        triton_backward: gradients from the Triton backward
+            (:mod:`kernels.delta_rule.triton_recurrent_bwd`, default); False recomputes them through the
+            reference under autograd (slower, for cross-checks).
     Returns:
         o ``[B, T, H, V]`` in v's dtype, final state ``[B, H, K, V]`` fp32 (or None).
     """
+    if triton_backward:
+        tensors = (q, k, v, g, a, b, initial_state)
+        if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
+            return fused_recurrent_delta_rule_fwd(q, k, v, g, a, b, scale, initial_state, output_final_state)
+        # Imported here: the backward module imports this one (the forward launch, MAX_K).
+        from kernels.delta_rule.triton_recurrent_bwd import FusedRecurrentDeltaRuleFunction
+
+        return FusedRecurrentDeltaRuleFunction.apply(q, k, v, g, a, b, scale, initial_state, output_final_state)
     return reference_differentiable(
         fused_recurrent_delta_rule_fwd, "fused_recurrent_delta_rule", q, k, v, g, a, b, scale, initial_state,
         output_final_state, chunk_size, False,

@@ -19,7 +19,8 @@ products take the inputs' dtype (bf16 → tensor cores, fp32 accumulate); fp32 i
 products so the fp32 path matches the reference to ~1e-6.
 
 Backward: Triton kernels in :mod:`kernels.gla.triton_chunk_bwd` (:class:`ChunkGLAFunction`); the forward saves
-only its inputs and the backward recomputes ``h`` with :func:`chunk_gla_states`.
+its inputs and (by default, when a gradient is wanted) its intra-chunk scores ``scale · A``; the backward
+recomputes ``h`` with :func:`chunk_gla_states`.
 """
 
 from __future__ import annotations
@@ -234,16 +235,17 @@ def triton_chunk_gla(
     scale: float = 1.0,
     initial_state: Tensor | None = None,
     output_final_state: bool = True,
-    save_scores: bool = False,
+    save_scores: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
     """Chunked GLA with a Triton forward and a Triton backward (chunk 64, sub-chunk 16).
 
     Args:
         q, k: ``[B, T, H, K]`` (K ≤ 256). v: ``[B, T, H, V]``. g: ``[B, T, H, K]`` log-decay (≤ 0).
         scale: multiplies q. initial_state: ``[B, H, K, V]`` or None.
-        save_scores: keep the forward's intra-chunk scores (``B·T·H·64`` fp32) for the backward, whose dv is
-            then one product per chunk instead of a rebuild of the scores (kernels/NOTES.md 32; not yet
-            timed on a GPU, so not the default).
+        save_scores: keep the forward's intra-chunk scores (``B·T·H·64`` fp32, only when a gradient is wanted)
+            for the backward, whose dv is then one product per chunk instead of a rebuild of the scores, and
+            whose dq/dk kernel splits K (kernels/NOTES.md 32–33: fwd+bwd 2.02 vs 3.17 ms on an H200 at B=1
+            T=4096 H=16 K=V=128). False keeps only the inputs (less memory, slower backward).
     Returns:
         o ``[B, T, H, V]`` in v's dtype, final state ``[B, H, K, V]`` fp32 (or None).
     """

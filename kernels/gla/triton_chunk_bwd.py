@@ -6,7 +6,7 @@ last row), entering state ``h_n`` and ``dh_{n+1}`` the gradient of the state *le
     o_t      = scale · [(q_t ⊙ e^{G_t})ᵀ h_n + Σ_{s≤t} A_ts v_s],   A_ts = Σ_k q_tk k_sk e^{G_tk − G_sk}
     h_{n+1}  = diag(e^{G_L}) h_n + Σ_s (k_s ⊙ e^{G_L − G_s}) v_sᵀ
 
-Four launches (plus two small torch passes: ``G`` and the dg carry):
+Four launches (plus ``G``, one torch pass, and ``_gla_bwd_dg``, which adds the later sub-chunks' totals to dg):
 
 1. ``chunk_gla_states`` recomputes ``h`` (and the fp32 final state when ``dhT`` is given) — nothing but the
    inputs is saved by the forward.
@@ -66,6 +66,7 @@ __all__ = ["ChunkGLAFunction", "chunk_gla_bwd"]
 _DH_TILES = ((32, 4), (64, 4))
 _DV_TILES = ((64, 4), (128, 8))
 _DQK_TILES = ((32, 8), (64, 8))
+_DQK_DA_TILES = ((32, 4), (32, 8), (64, 8))
 # dv from saved scores: 8 warps (4 spilled 768 B at K = 128, BV = 64 in bf16; at 8 warps bf16 compiles for sm_90 with
 # no spills for K = 64…256, fp32 spills 4–860 B); no 32-wide V block with several dots on Hopper (triton#11366).
 _DVS_TILES = ((64, 8), (128, 8))
@@ -220,22 +221,19 @@ def _gla_bwd_dA(
     tl.store(p_dA, acc, mask=m_t[:, None] & (o_t[None, :] <= o_t[:, None]))
 
 
-# 8 warps: the program holds several [16, K] fp32 tiles (4 warps spilled at K = 128 when compiled for sm_90).
-@triton.autotune(configs=_configs(_DQK_TILES), key=["K", "V", "BK", "IS_FP32", "HAS_DA"])
-@triton.jit
-def _gla_bwd_dqk(
+def _gla_bwd_dqk_body(
     q, k, v, G, h, do, dh, dq, dk, dgl, dA, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_FP32: tl.constexpr, HAS_DA: tl.constexpr = False,
 ):
-    i_s, i_bh = tl.program_id(0), tl.program_id(1)
+    i_k, i_s, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     NC: tl.constexpr = BT // BC
     i_n, i_c = i_s // NC, i_s % NC
     TP = NT * BT
     t0 = i_n * BT + i_c * BC
     # Sub-chunks past T still run (all loads masked to zero) so that their dg rows are written as zeros.
-    o_k = tl.arange(0, BK)
+    o_k = i_k * BK + tl.arange(0, BK)
     m_k = o_k < K
     o_c = tl.arange(0, BC)
     t_i = t0 + o_c
@@ -250,16 +248,22 @@ def _gla_bwd_dqk(
     b_dA = tl.zeros([BC, BC], dtype=tl.float32)
     # The chunk's last sub-chunk also takes Σ_v h[n+1] ⊙ dh[n] (state leaving the chunk times its gradient):
     # that is what all later chunks add to ∂L/∂Γ, so dg needs no suffix sum across chunks (see module doc).
-    m_leave = (i_c == NC - 1) & (i_n + 1 < NT)
+    # Its own loop, run by that one program in four: it is the only use of h[n+1], and inside the loop below its
+    # [BV, BK] fp32 products cost every program registers (at K = 128: 252 registers and spills at 4 warps).
     b_leave = tl.zeros([BK], dtype=tl.float32)
+    if (i_c == NC - 1) & (i_n + 1 < NT):
+        for i_v in range(tl.cdiv(V, BV)):
+            o_v = i_v * BV + tl.arange(0, BV)
+            p_hv = ((i_bh * NT + i_n) * K + o_k[None, :]) * V + o_v[:, None]  # [BV, BK] (transposed)
+            m_hv = (o_v < V)[:, None] & m_k[None, :]
+            b_hl = tl.load(h + p_hv + K * V, mask=m_hv, other=0.0).to(tl.float32)
+            b_leave += tl.sum(b_hl * tl.load(dh + p_hv, mask=m_hv, other=0.0).to(tl.float32), axis=0)
     for i_v in range(tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         p_hv = ((i_bh * NT + i_n) * K + o_k[None, :]) * V + o_v[:, None]  # [BV, BK] (transposed)
         b_h = tl.load(h + p_hv, mask=m_v[:, None] & m_k[None, :], other=0.0)
         b_dh = tl.load(dh + p_hv, mask=m_v[:, None] & m_k[None, :], other=0.0)
-        b_hl = tl.load(h + p_hv + K * V, mask=m_leave & m_v[:, None] & m_k[None, :], other=0.0)
-        b_leave += tl.sum(b_hl.to(tl.float32) * b_dh.to(tl.float32), axis=0)
         b_do = tl.load(do + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
         b_v = tl.load(v + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
         b_dq += _dot(b_do, b_h, IS_FP32)
@@ -341,6 +345,42 @@ def _gla_bwd_dqk(
     tl.store(dk + p_ik, b_dk.to(dk.dtype.element_ty), mask=m_ik)
 
 
+@triton.jit
+def _gla_bwd_dg(
+    dgl, hdT, dg, T, NT, H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    HAS_DHT: tl.constexpr,
+):
+    """``dg`` from the dq/dk kernel's in-sub-chunk suffix sums ``dgl`` (fp32, padded to whole chunks): walking the
+    chunk's sub-chunks from the last, add the totals of the later ones (row 0 of each holds its total), and to the
+    last chunk the final-state term ``Σ_v hT ⊙ dhT`` (``hdT [B, H, K]``); stored in dg's dtype, steps < T only.
+    One program per (K block, chunk, batch·head)."""
+    i_k, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    NC: tl.constexpr = BT // BC
+    TP = NT * BT
+    o_k = i_k * BK + tl.arange(0, BK)
+    m_k = o_k < K
+    o_c = tl.arange(0, BC)
+    b_carry = tl.zeros([BK], dtype=tl.float32)
+    if HAS_DHT:
+        b_carry += tl.load(hdT + i_bh * K + o_k, mask=m_k & (i_n == NT - 1), other=0.0)
+    for i_r in range(NC):
+        t = i_n * BT + (NC - 1 - i_r) * BC + o_c
+        b_dg = tl.load(dgl + ((i_b * TP + t[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        p_dg = dg + ((i_b * T + t[:, None]) * H + i_h) * K + o_k[None, :]
+        tl.store(p_dg, (b_dg + b_carry[None, :]).to(dg.dtype.element_ty), mask=(t < T)[:, None] & m_k[None, :])
+        b_carry += tl.sum(tl.where(o_c[:, None] == 0, b_dg, 0.0), axis=0)
+
+
+# Without dA every program forms its do vᵀ blocks by loops over V, so it holds all of K (one K block; 8 warps:
+# several [16, K] fp32 tiles, 4 warps spilled at K = 128 when compiled for sm_90). With dA (``HAS_DA``) every
+# column of K is independent — dq, dk and dg of a K column need only that column of q, k, G, h and dh — so the
+# grid splits K into blocks of at most 64: twice the programs at K = 128, each with half the tiles.
+_gla_bwd_dqk_jit = triton.jit(_gla_bwd_dqk_body)
+_gla_bwd_dqk = triton.autotune(configs=_configs(_DQK_TILES), key=["K", "V", "BK", "IS_FP32", "HAS_DA"])(_gla_bwd_dqk_jit)
+_gla_bwd_dqk_da = triton.autotune(configs=_configs(_DQK_DA_TILES), key=["K", "V", "BK", "IS_FP32", "HAS_DA"])(_gla_bwd_dqk_jit)
+
+
 def chunk_gla_bwd(
     q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float, initial_state: Tensor | None, do: Tensor, dhT: Tensor | None,
     scores: Tensor | None = None,
@@ -399,22 +439,21 @@ def chunk_gla_bwd(
     dA = torch.empty_like(scores) if scores is not None else None
     if dA is not None:
         _gla_bwd_dA[(NT, B * H)](v, do, dA, T, NT, H=H, V=V, BT=BT, IS_FP32=is_fp32)
-    _gla_bwd_dqk[(NT * NC, B * H)](
-        q, k, v, G, h, do, dh, dq, dk, dgl, dA, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BK, IS_FP32=is_fp32,
+    # with dA, K in blocks of BKs (see _gla_bwd_dqk_da); without, one K block
+    dqk, BKq = (_gla_bwd_dqk_da, BKs) if dA is not None else (_gla_bwd_dqk, BK)
+    dqk[(triton.cdiv(K, BKq), NT * NC, B * H)](
+        q, k, v, G, h, do, dh, dq, dk, dgl, dA, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BKq, IS_FP32=is_fp32,
         HAS_DA=dA is not None,
     )
 
     # dg_t: the kernel summed ∂L/∂Γ inside each sub-chunk (row 0 holds the sub-chunk's total, the last one's
-    # including what later chunks contribute); add the totals of the chunk's later sub-chunks, and to the last
-    # chunk the final-state term Σ_v hT ⊙ dhT (fp32).
-    dgl = dgl.view(B, NT, NC, BC, H, K)
-    later = dgl[:, :, :, 0].flip(2).cumsum(2).flip(2)[:, :, 1:]
-    carry = torch.cat([later, torch.zeros_like(later[:, :, :1])], dim=2)
-    if dhT is not None:
-        carry[:, -1] += (hT * dhT).sum(-1)[:, None]
-    dg = (dgl + carry[:, :, :, None]).view(B, NT * BT, H, K)[:, :T]
+    # including what later chunks contribute); _gla_bwd_dg adds the totals of the chunk's later sub-chunks, and to
+    # the last chunk the final-state term Σ_v hT ⊙ dhT (fp32).
+    hdT = (hT * dhT).sum(-1) if dhT is not None else None
+    dg = torch.empty(B, T, H, K, device=q.device, dtype=dtypes[3])
+    _gla_bwd_dg[(triton.cdiv(K, BKs), NT, B * H)](dgl, hdT, dg, T, NT, H=H, K=K, BT=BT, BC=BC, BK=BKs, HAS_DHT=hdT is not None)
 
-    dq, dk, dv, dg = dq.to(dtypes[0]), dk.to(dtypes[1]), dv.to(dtypes[2]), dg.to(dtypes[3])
+    dq, dk, dv = dq.to(dtypes[0]), dk.to(dtypes[1]), dv.to(dtypes[2])
     if dh0 is not None:
         dh0 = dh0.to(initial_state.dtype)
     return dq, dk, dv, dg, dh0

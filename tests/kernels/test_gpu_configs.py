@@ -28,6 +28,7 @@ from kernels.causal_conv1d import naive_causal_conv1d, naive_causal_conv1d_updat
 from kernels.causal_conv1d import triton_conv as conv
 from kernels.delta_rule import naive_delta_rule_step, naive_recurrent_delta_rule
 from kernels.delta_rule import triton_recurrent as delta
+from kernels.delta_rule import triton_recurrent_bwd as delta_bwd
 from kernels.delta_rule import triton_step as delta_step
 from kernels.gla import naive_gla_step, naive_recurrent_gla
 from kernels.gla import triton_chunk as gla_fwd
@@ -138,7 +139,7 @@ def test_gla_chunk_forward_backward(run, monkeypatch):
     (gla_fwd._gla_chunk_output, gla_fwd._configs(gla_fwd._OUTPUT_TILES, interpreted=False)),
     (gla_bwd._gla_bwd_dv_scores, gla_fwd._configs(gla_bwd._DVS_TILES, interpreted=False)),
     (gla_bwd._gla_bwd_dA, gla_fwd._configs(gla_bwd._DVS_TILES, interpreted=False)),
-    (gla_bwd._gla_bwd_dqk, gla_fwd._configs(gla_bwd._DQK_TILES, interpreted=False)),
+    (gla_bwd._gla_bwd_dqk_da, gla_fwd._configs(gla_bwd._DQK_DA_TILES, interpreted=False)),
 ))
 def test_gla_chunk_backward_from_saved_scores(run, monkeypatch):
     """The forward's saved scores (written by the first V block's program only), dv from them, the chunk's
@@ -180,6 +181,34 @@ def test_delta_rule_recurrent(run):
     with guards.allocations(), only_configs(*run):
         o, hT = delta.fused_recurrent_delta_rule_fwd(*map(guards, inputs[:6]), 0.7, guards(inputs[6]), True)
     _check(guards, _describe(run), [("o", o, o_ref), ("final", hT, hT_ref)])
+
+
+# The backward's V block is the wrapper's choice (_block_v: 16, or 32 once batch·heads fill the GPU), not an autotuned
+# meta-parameter, so each is patched in; run i pairs it with forward config i (which writes the checkpoints).
+# T = 21 walks two checkpoint segments (C = 16), the second of 5 steps.
+@pytest.mark.parametrize("run,BV", [
+    pytest.param(run.values[0], bv, id=f"{run.id}BV{bv}")
+    for run, bv in zip(_runs(
+        (delta._delta_rule_fused_recurrent_fwd, delta._configs(interpreted=False)),
+        (delta_bwd._delta_rule_fused_recurrent_bwd, delta_bwd._configs(interpreted=False)),
+    ), (16, 32), strict=True)
+])
+def test_delta_rule_recurrent_backward(run, BV, monkeypatch):
+    gen = torch.Generator().manual_seed(7)
+    B, T, H, K, V = DELTA_SHAPE.values()
+    inputs = (*_delta_inputs(gen, B, T, H, K=K, V=V), _randn(gen, B, H, K, V))
+    do, dhT = _randn(gen, B, T, H, V), _randn(gen, B, H, K, V)
+    leaves = [t.clone().requires_grad_() for t in inputs]
+    o, hT = naive_recurrent_delta_rule(*leaves[:6], 0.7, leaves[6], True)
+    ref = [o.detach(), hT.detach(), *torch.autograd.grad((o, hT), leaves, (do, dhT))]
+    monkeypatch.setattr(delta_bwd, "_block_v", lambda BH, K, V: BV)
+    guards = Guards()
+    leaves = [guards(t).requires_grad_() for t in inputs]
+    with guards.allocations(), only_configs(*run):
+        o, hT = delta.triton_fused_recurrent_delta_rule(*leaves[:6], 0.7, leaves[6], True)
+        got = [o.detach(), hT.detach(), *torch.autograd.grad((o, hT), leaves, (guards(do), guards(dhT)))]
+    names = ["o", "final", "dq", "dk", "dv", "dg", "da", "db", "dh0"]
+    _check(guards, f"{_describe(run)}, backward BV={BV}", zip(names, got, ref, strict=True))
 
 
 # Decode steps: step_launch cuts V finer on the GPU when batch·heads cannot fill it (BH = 16 → BV = 16 at
