@@ -7,14 +7,16 @@ lazily. ``chunk_delta_rule`` runs the *chunked* (UT-transform) forward of ``kern
 when batch·heads are few (prefill, batch 1: the sequential walk over chunks is short and the rest is
 parallel), and the *fused-recurrent* forward of ``kernels.delta_rule.triton_recurrent`` (a sequential walk
 over T, one program per V block and batch·head) when batch·heads fill the GPU on their own
-(:data:`CHUNKED_MAX_BH`, kernels/NOTES.md 28). The fused-recurrent path has a Triton backward
-(``kernels.delta_rule.triton_recurrent_bwd``: checkpointed states, reverse walk per V block); the chunked path's
-backward recomputes through the reference ``naive_chunk_delta_rule``.
+(:data:`CHUNKED_MAX_BH`, kernels/NOTES.md 28) and no gradient is needed. Training (a gradient to track) always
+takes the chunked pair: its backward (``kernels.delta_rule.triton_chunk_bwd``) is parallel over chunks, where the
+fused-recurrent one (``kernels.delta_rule.triton_recurrent_bwd``) walks T backwards (H200, B = 8 T = 2048 H = 16
+K = 64: 4.5 vs 11.8 ms forward + backward, kernels/NOTES.md 35).
 ``delta_rule_step`` runs the in-place step of ``kernels.delta_rule.triton_step``.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from kernels._dispatch import on_input_device, resolve_impl
@@ -44,15 +46,15 @@ def chunk_delta_rule(
 ) -> tuple[Tensor, Tensor | None]:
     """Whole-sequence generalized delta rule. See :func:`kernels.delta_rule.naive.naive_chunk_delta_rule`.
 
-    ``impl="triton"`` runs a Triton forward: chunked for at most :data:`CHUNKED_MAX_BH` batch·heads with
-    ``chunk_size`` 32 or 64, fused-recurrent otherwise (Triton backward). ``chunk_size`` is also the chunk of
-    the reference the chunked path's backward recomputes through.
+    ``impl="triton"`` runs Triton kernels: chunked (forward and backward) with ``chunk_size`` 32 or 64 when a
+    gradient is tracked or batch·heads are at most :data:`CHUNKED_MAX_BH`, fused-recurrent otherwise.
     """
     if resolve_impl(impl, q, "chunk_delta_rule") == "triton":
         from kernels.delta_rule.triton_chunk import CHUNKS, triton_chunk_delta_rule
         from kernels.delta_rule.triton_recurrent import triton_fused_recurrent_delta_rule
 
-        chunked = q.shape[0] * q.shape[2] <= CHUNKED_MAX_BH and chunk_size in CHUNKS
+        tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, g, a, b, initial_state))
+        chunked = chunk_size in CHUNKS and (tracked or q.shape[0] * q.shape[2] <= CHUNKED_MAX_BH)
         fwd = triton_chunk_delta_rule if chunked else triton_fused_recurrent_delta_rule
         return fwd(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
     return naive_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels.gla.naive import check_gated, decayed_scores, from_chunks, pad_time, read_out, to_chunks
+from kernels.gla.naive import check_gated, decayed_scores, decayed_scores_grad, from_chunks, pad_time, read_out, to_chunks
 
 
 def _check(q: Tensor, k: Tensor, v: Tensor, g: Tensor, a: Tensor, b: Tensor, op: str) -> None:
@@ -127,6 +127,97 @@ def naive_chunk_delta_rule(
         )
     o = torch.stack(outs, dim=1)
     return from_chunks(o, T).to(v.dtype), (state if output_final_state else None)
+
+
+def naive_chunk_delta_rule_bwd(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    a: Tensor,
+    b: Tensor,
+    do: Tensor,
+    dhT: Tensor | None = None,
+    scale: float = 1.0,
+    initial_state: Tensor | None = None,
+    chunk_size: int = 32,
+    sub_chunk: int = 16,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The chunked backward written out (no autograd): the algorithm of the Triton chunked backward.
+
+    Per chunk, with entry state ``S``, exit-state gradient ``dS'`` and (as in :func:`naive_chunk_delta_rule`)
+    ``ã = a ⊙ e^{G⁻}``, ``q̃ = q ⊙ e^G``, ``b̄ = b ⊙ e^{G_last − G}``, ``k̄ = k ⊙ e^{G_last − G}``,
+    ``r = A_ak v + ã S``, ``u = L r``, ``dÕ = scale · do``:
+
+        du = Q_bᵀ dÕ + b̄ dS',   dr = Lᵀ du,   dS = q̃ᵀ dÕ + e^{G_last} ⊙ dS' + ãᵀ dr     (the reverse walk)
+        dv = A_akᵀ dr + Q_kᵀ dÕ + k̄ dS'
+        dA_ab = dr uᵀ, dA_ak = dr vᵀ (strictly lower);  dQ_b = dÕ uᵀ, dQ_k = dÕ vᵀ (lower)
+        dã = dr Sᵀ, dq̃ = dÕ Sᵀ, db̄ = u dS'ᵀ, dk̄ = v dS'ᵀ
+
+    then through the decayed scores (:func:`decayed_scores_grad`) to ``dq``, ``dk``, ``da``, ``db``, and to the
+    log-decay: ``dG = q ⊙ dq − b ⊙ db − k ⊙ dk``, ``dG⁻ = a ⊙ da``, ``dG_last = e^{G_last} ⊙ Σ_v S ⊙ dS' + Σ_t
+    (b̄ ⊙ db̄ + k̄ ⊙ dk̄)``, and ``dg_s = Σ_{t ≥ s} dG_t + Σ_{t > s} dG⁻_t + dG_last`` inside each chunk.
+
+    Args:
+        as :func:`naive_chunk_delta_rule`; do ``[B, T, H, V]``, dhT ``[B, H, K, V]`` or None (zero).
+    Returns:
+        dq, dk, dv, dg, da, db (fp32, the inputs' shapes) and dh0 ``[B, H, K, V]`` fp32.
+    """
+    _check(q, k, v, g, a, b, "naive_chunk_delta_rule_bwd")
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    C = chunk_size
+    pad = (-T) % C
+    qc, kc, vc, gc, ac, bc, doc = (to_chunks(pad_time(t.float(), pad), C) for t in (q, k, v, g, a, b, do))
+    G = gc.cumsum(dim=-2)
+    Gx = G - gc
+    Gl = G[..., -1:, :]
+    A_ab = decayed_scores(ac, Gx, bc, G, strict=True, sub_chunk=sub_chunk)
+    A_ak = decayed_scores(ac, Gx, kc, G, strict=True, sub_chunk=sub_chunk)
+    Q_b = decayed_scores(qc, G, bc, G, strict=False, sub_chunk=sub_chunk)
+    Q_k = decayed_scores(qc, G, kc, G, strict=False, sub_chunk=sub_chunk)
+    eye = torch.eye(C, device=q.device, dtype=torch.float32)
+    L = torch.linalg.solve_triangular(eye - A_ab, eye.expand_as(A_ab), upper=False, unitriangular=True)
+    at, qt = ac * Gx.exp(), qc * G.exp()
+    bt, kt = bc * (Gl - G).exp(), kc * (Gl - G).exp()
+    dOs = doc * scale
+    # forward walk: the state entering each chunk and u
+    S = q.new_zeros(B, H, K, V, dtype=torch.float32) if initial_state is None else initial_state.float()
+    states, us = [], []
+    for n in range(qc.shape[1]):
+        u = L[:, n] @ (A_ak[:, n] @ vc[:, n] + at[:, n] @ S)
+        states.append(S)
+        us.append(u)
+        S = S * Gl[:, n].transpose(-1, -2).exp() + bt[:, n].transpose(-1, -2) @ u + kt[:, n].transpose(-1, -2) @ vc[:, n]
+    Sn, u = torch.stack(states, 1), torch.stack(us, 1)
+    # reverse walk: the gradient of the state leaving each chunk
+    dS = q.new_zeros(B, H, K, V, dtype=torch.float32) if dhT is None else dhT.float()
+    dstates = []
+    for n in reversed(range(qc.shape[1])):
+        dstates.append(dS)
+        dr = L[:, n].transpose(-1, -2) @ (Q_b[:, n].transpose(-1, -2) @ dOs[:, n] + bt[:, n] @ dS)
+        dS = qt[:, n].transpose(-1, -2) @ dOs[:, n] + Gl[:, n].transpose(-1, -2).exp() * dS + at[:, n].transpose(-1, -2) @ dr
+    dSp = torch.stack(dstates[::-1], 1)
+    du = Q_b.transpose(-1, -2) @ dOs + bt @ dSp
+    dr = L.transpose(-1, -2) @ du
+    dv = A_ak.transpose(-1, -2) @ dr + Q_k.transpose(-1, -2) @ dOs + kt @ dSp
+    ut, vt = u.transpose(-1, -2), vc.transpose(-1, -2)
+    dq_b, db_b = decayed_scores_grad((dOs @ ut).tril(), qc, G, bc, G, sub_chunk)
+    dq_k, dk_k = decayed_scores_grad((dOs @ vt).tril(), qc, G, kc, G, sub_chunk)
+    da_b, db_a = decayed_scores_grad((dr @ ut).tril(-1), ac, Gx, bc, G, sub_chunk)
+    da_k, dk_a = decayed_scores_grad((dr @ vt).tril(-1), ac, Gx, kc, G, sub_chunk)
+    dbt, dkt = u @ dSp.transpose(-1, -2), vc @ dSp.transpose(-1, -2)
+    dq = dq_b + dq_k + (dOs @ Sn.transpose(-1, -2)) * G.exp()
+    da = da_b + da_k + (dr @ Sn.transpose(-1, -2)) * Gx.exp()
+    db = db_b + db_a + dbt * (Gl - G).exp()
+    dk = dk_k + dk_a + dkt * (Gl - G).exp()
+    dG = qc * dq - bc * db - kc * dk
+    dGx = ac * da
+    dGl = Gl.exp() * (Sn * dSp).sum(-1).unsqueeze(-2) + (bt * dbt + kt * dkt).sum(-2, keepdim=True)
+    dG[..., -1:, :] += dGl
+    dg = (dG + dGx).flip(-2).cumsum(-2).flip(-2) - dGx
+    grads = tuple(from_chunks(x, T) for x in (dq, dk, dv, dg, da, db))
+    return (*grads, dS)
 
 
 def naive_delta_rule_step(

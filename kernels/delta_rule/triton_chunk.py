@@ -52,9 +52,9 @@ BT = 64), 3.3× the fused-recurrent kernel (2397 µs), fla ``chunk_rwkv7`` 755 �
 0.54× fla (974 µs). The scores kernel is the cost once batch·heads fill the GPU (1129 of the 1808 µs: the
 ``[BC, BC, 16]`` diagonal tiles, exp-bound and converted between layouts), the walk at batch 1 (294 of 722 µs).
 
-Backward (fallback, not a Triton kernel): :func:`kernels._fallback.with_reference_backward` recomputes the
-forward through :func:`naive_chunk_delta_rule` under autograd inside ``backward``, as
-:mod:`kernels.delta_rule.triton_recurrent` does (``g``, ``a``, ``b`` travel stacked in its gate slot).
+Backward: :mod:`kernels.delta_rule.triton_chunk_bwd` (chunked, from what this forward keeps: ``G``, ``L``, ``M``,
+``Q_b``, ``Ã``, ``b_out``, ``k_eff``, ``q_eff``, ``P``, ``h``). ``triton_backward=False`` keeps the fallback that
+recomputes the forward through :func:`naive_chunk_delta_rule` under autograd (cross-checks).
 """
 
 from __future__ import annotations
@@ -244,8 +244,9 @@ def _delta_rule_chunk_scores(
 )
 @triton.jit(do_not_specialize=["T", "NT"])
 def _delta_rule_chunk_solve(
-    q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, Ae, Bo, Ke, Qe, P, scale, T, NT,
+    q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, Ae, Bo, Ke, Qe, P, Ls, Ms, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, IS_FP32: tl.constexpr,
+    SAVE_LM: tl.constexpr = False,
 ):
     i_n, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = (i_bh // H).to(tl.int64), i_bh % H
@@ -266,6 +267,9 @@ def _delta_rule_chunk_solve(
     if BT // BC > 2:
         b_L += _dot(_dot(b_X, b_X, IS_FP32), b_L, IS_FP32)
     b_M = _dot(b_L, tl.load(A_ak + p_sq, mask=lower & (cols < rows), other=0.0), IS_FP32)
+    if SAVE_LM:  # for the backward (buffers of their own: the autotuner reruns this kernel on the same scores)
+        tl.store(Ls + p_sq, b_L)
+        tl.store(Ms + p_sq, b_M)
     row_x = (i_b * T + t) * H + i_h
     row_g = (i_b * TP + t) * H + i_h
     row_o = i_bh.to(tl.int64) * TP + t  # rows of the [B·H, NT·BT, K] outputs
@@ -387,8 +391,13 @@ def chunk_delta_rule_fwd(
     initial_state: Tensor | None = None,
     output_final_state: bool = True,
     chunk_size: int = 32,
+    saved: dict | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """The forward launches alone (no autograd). Arguments and returns as :func:`triton_chunk_delta_rule`."""
+    """The forward launches alone (no autograd). Arguments and returns as :func:`triton_chunk_delta_rule`.
+
+    ``saved``: a dict that receives what the chunked backward (:mod:`kernels.delta_rule.triton_chunk_bwd`) reads:
+    ``G``, ``L``, ``M``, ``Q_b``, ``Ae`` (Ã), ``Bo`` (b̄), ``Ke``, ``Qe``, ``P``, ``h`` and the chunk length ``BT``.
+    """
     _check(q, k, v, g, a, b, "chunk_delta_rule")
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -416,13 +425,14 @@ def chunk_delta_rule_fwd(
     Qe = torch.empty(BH, TP, K, device=dev, dtype=q.dtype)
     P = torch.empty(BH, NT, BT, BT, device=dev, dtype=q.dtype)
     h = torch.empty(BH, NT, K, V, device=dev, dtype=q.dtype)
+    Ls, Ms = torch.empty(2, BH, NT, BT, BT, device=dev, dtype=f32).unbind(0) if saved is not None else (A_ab, A_ak)
     if NT:
         _delta_rule_chunk_scores[(BT // SUB_CHUNK, NT, BH)](
             q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT, H=H, K=K, BT=BT, BC=SUB_CHUNK, BKD=16, IS_FP32=IS_FP32,
         )
         _delta_rule_chunk_solve[(NT, BH)](
-            q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, Ae, Bo, Ke, Qe, P, float(scale), T, NT,
-            H=H, K=K, BT=BT, BC=SUB_CHUNK, IS_FP32=IS_FP32,
+            q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, Ae, Bo, Ke, Qe, P, Ls, Ms, float(scale), T, NT,
+            H=H, K=K, BT=BT, BC=SUB_CHUNK, IS_FP32=IS_FP32, SAVE_LM=saved is not None,
         )
     _delta_rule_chunk_states[lambda meta: (triton.cdiv(V, meta["BV"]), BH)](
         v, G, Ae, Bo, Ke, h, h0, hT, T, NT, min(triton.next_power_of_2(BH), 4096),
@@ -432,6 +442,8 @@ def chunk_delta_rule_fwd(
         _delta_rule_chunk_output[lambda meta: (triton.cdiv(V, meta["BV"]), NT, BH)](
             v, Qe, P, h, o, T, NT, H=H, K=K, V=V, BT=BT, IS_FP32=IS_FP32,
         )
+    if saved is not None:
+        saved.update(G=G, L=Ls, M=Ms, Q_b=Q_b, Ae=Ae, Bo=Bo, Ke=Ke, Qe=Qe, P=P, h=h, BT=BT)
     return o, hT
 
 
@@ -446,18 +458,28 @@ def triton_chunk_delta_rule(
     initial_state: Tensor | None = None,
     output_final_state: bool = True,
     chunk_size: int = 32,
+    triton_backward: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
-    """Whole-sequence generalized delta rule: chunked Triton forward, reference-recompute backward.
+    """Whole-sequence generalized delta rule: chunked Triton forward and backward.
 
     Args:
         q, k, a, b: ``[B, T, H, K]`` (K ≤ 256). v: ``[B, T, H, V]``. g: ``[B, T, H, K]`` log-decay (≤ 0).
         scale: multiplies q. initial_state: ``[B, H, K, V]`` or None (zeros).
         output_final_state: return the final state (else None).
-        chunk_size: 32 or 64; the chunk of the Triton forward and of the reference
-            :func:`naive_chunk_delta_rule` that the backward recomputes through.
+        chunk_size: 32 or 64, the chunk of both passes.
+        triton_backward: gradients from the chunked Triton backward (:mod:`kernels.delta_rule.triton_chunk_bwd`,
+            default); False recomputes them through the reference :func:`naive_chunk_delta_rule` under autograd
+            (slower, for cross-checks).
     Returns:
         o ``[B, T, H, V]`` in v's dtype, final state ``[B, H, K, V]`` fp32 (or None).
     """
+    if triton_backward:
+        tensors = (q, k, v, g, a, b, initial_state)
+        if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
+            return chunk_delta_rule_fwd(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
+        from kernels.delta_rule.triton_chunk_bwd import ChunkDeltaRuleFunction
+
+        return ChunkDeltaRuleFunction.apply(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
     return reference_differentiable(
         chunk_delta_rule_fwd, "chunk_delta_rule", q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size, True
     )

@@ -9,7 +9,8 @@ Layouts: activations ``[B, T, H, D]``, log-decay ``g`` ``[B, T, H, K]`` (≤ 0),
 All math runs in fp32; outputs come back in the dtype of ``v``; states stay fp32.
 
 :func:`decayed_scores` (the intra-chunk scores with per-channel decay) is shared with
-``kernels.delta_rule``; it never exponentiates a positive number, so long chunks and strong
+``kernels.delta_rule``, and so is its gradient :func:`decayed_scores_grad`; neither ever exponentiates
+a positive number, so long chunks and strong
 decays stay finite.
 """
 
@@ -76,6 +77,38 @@ def decayed_scores(x: Tensor, gx: Tensor, y: Tensor, gy: Tensor, strict: bool, s
             ys = y[..., :start, :] * (ref - gy[..., :start, :]).exp()
             out[..., r, :start] = xs @ ys.transpose(-1, -2)
     return out
+
+
+def decayed_scores_grad(
+    dA: Tensor, x: Tensor, gx: Tensor, y: Tensor, gy: Tensor, sub_chunk: int = 16
+) -> tuple[Tensor, Tensor]:
+    """Gradients of :func:`decayed_scores` w.r.t. ``x`` and ``y`` given ``dA`` (already masked like ``A``).
+
+    ``dx[i, k] = Σ_j dA[i, j] y[j, k] exp(gx[i, k] - gy[j, k])`` and ``dy[j, k] = Σ_i dA[i, j] x[i, k]
+    exp(gx[i, k] - gy[j, k])``, with the same blocking (and so the same bounds on every exp) as the forward.
+    The log-decays' gradients follow from these: ``dgx = x ⊙ dx`` and ``dgy = −y ⊙ dy``.
+
+    Args:
+        dA: ``[B, N, H, C, C]`` fp32, zero where ``A`` is. x, gx, y, gy: ``[B, N, H, C, K]`` fp32.
+    Returns:
+        dx, dy ``[B, N, H, C, K]`` fp32.
+    """
+    C = x.shape[-2]
+    dx, dy = torch.zeros_like(x), torch.zeros_like(y)
+    for start in range(0, C, sub_chunk):
+        r = slice(start, min(start + sub_chunk, C))
+        c = r.stop - r.start
+        diff = gx[..., r, None, :] - gy[..., None, r, :]
+        # dA is zero above the diagonal; the mask keeps those exps (of positive numbers) from overflowing to inf · 0
+        e = torch.where(torch.ones(c, c, dtype=torch.bool, device=x.device).tril()[..., None], diff, float("-inf")).exp()
+        dx[..., r, :] += torch.einsum("...ij,...jk,...ijk->...ik", dA[..., r, r], y[..., r, :], e)
+        dy[..., r, :] += torch.einsum("...ij,...ik,...ijk->...jk", dA[..., r, r], x[..., r, :], e)
+        if start:
+            ref = gy[..., start - 1 : start, :]
+            ex, ey = (gx[..., r, :] - ref).exp(), (ref - gy[..., :start, :]).exp()
+            dx[..., r, :] += (dA[..., r, :start] @ (y[..., :start, :] * ey)) * ex
+            dy[..., :start, :] += (dA[..., r, :start].transpose(-1, -2) @ (x[..., r, :] * ex)) * ey
+    return dx, dy
 
 
 def naive_recurrent_gla(

@@ -150,10 +150,13 @@ def test_rejects_bad_arguments(device):
         triton_chunk_delta_rule(q, k, v[:, :3], g, a, b)
 
 
-@pytest.mark.parametrize("B,H,chunk_size,want", [(2, 16, 32, "chunk"), (1, 33, 32, "recurrent"), (1, 2, 16, "recurrent")])
-def test_dispatch_by_batch_heads(B, H, chunk_size, want, monkeypatch):
-    """``chunk_delta_rule(impl="triton")`` takes the chunked forward up to ``CHUNKED_MAX_BH`` batch·heads (with a chunk
-    length it supports) and the fused-recurrent walk otherwise."""
+@pytest.mark.parametrize("B,H,chunk_size,grad,want", [
+    (2, 16, 32, False, "chunk"), (1, 33, 32, False, "recurrent"), (1, 2, 16, False, "recurrent"),
+    (1, 33, 32, True, "chunk"), (1, 33, 64, True, "chunk"), (1, 2, 16, True, "recurrent"),
+])
+def test_dispatch_by_batch_heads(B, H, chunk_size, grad, want, monkeypatch):
+    """``chunk_delta_rule(impl="triton")`` takes the chunked pair when a gradient is tracked or up to ``CHUNKED_MAX_BH``
+    batch·heads (with a chunk length it supports), and the fused-recurrent walk otherwise."""
     import kernels.delta_rule as dr
     from kernels.delta_rule import triton_recurrent
 
@@ -161,7 +164,7 @@ def test_dispatch_by_batch_heads(B, H, chunk_size, want, monkeypatch):
     took = []
     monkeypatch.setattr(chunk, "triton_chunk_delta_rule", lambda *a: took.append("chunk"))
     monkeypatch.setattr(triton_recurrent, "triton_fused_recurrent_delta_rule", lambda *a: took.append("recurrent"))
-    x = torch.zeros(B, 3, H, 4)
+    x = torch.zeros(B, 3, H, 4, requires_grad=grad)
     dr.chunk_delta_rule(x, x, x, x, x, x, chunk_size=chunk_size, impl="triton")
     assert took == [want]
 
