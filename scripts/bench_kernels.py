@@ -551,7 +551,7 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
 
 
 def bench_rwkv_prefill_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
-    """Delta-rule (RWKV-7) forward + backward: our chunked pair (chunks of 32 and 64), our fused-recurrent pair and
+    """Delta-rule (RWKV-7) forward + backward: our chunked pair (chunks of 16, 32 and 64), our fused-recurrent pair and
     fla's chunk_rwkv7, all on the same values."""
     B, T, H, D = shape
     q, k, v, g, a, b, _, _ = rwkv_inputs(B, T, H, D)
@@ -573,7 +573,7 @@ def bench_rwkv_prefill_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
 
     tri = lambda *x: triton_fused_recurrent_delta_rule(*x, 1.0, None, False)  # noqa: E731
     entries = [(f"ours chunked BT={bt}", lambda bt=bt: fb(chunked(bt)), lambda bt=bt: chk(chunked(bt)), BF16_TOL, True)
-               for bt in (32, 64)]
+               for bt in (16, 32, 64)]
     entries.append(("ours fused-recurrent", lambda: fb(tri), lambda: chk(tri), BF16_TOL, True))
     if "fla" in P:
         fc = P["fla"]["rwkv7_chunk"]

@@ -46,7 +46,7 @@ def chunk_delta_rule(
 ) -> tuple[Tensor, Tensor | None]:
     """Whole-sequence generalized delta rule. See :func:`kernels.delta_rule.naive.naive_chunk_delta_rule`.
 
-    ``impl="triton"`` runs Triton kernels: chunked (forward and backward) with ``chunk_size`` 32 or 64 when a
+    ``impl="triton"`` runs Triton kernels: chunked (forward and backward) with ``chunk_size`` 16, 32 or 64 when a
     gradient is tracked or batch·heads are at most :data:`CHUNKED_MAX_BH`, fused-recurrent otherwise.
     """
     if resolve_impl(impl, q, "chunk_delta_rule") == "triton":

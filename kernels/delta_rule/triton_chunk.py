@@ -1,9 +1,10 @@
 """Chunked (UT-transform) Triton forward of the generalized delta rule (training, prefill).
 
 Same contract as :func:`kernels.delta_rule.naive.naive_chunk_delta_rule`, whose algorithm it runs. Chunks of
-``BT ∈ {32, 64}`` steps, sub-chunks of ``BC = 16``; ``G`` is the inclusive cumulative log-decay from the chunk
-start, ``G⁻ = G − g`` the exclusive one (one torch cumsum, fp32, padded to whole chunks with a zero
-log-decay so that padded steps leave the state as it was). Per chunk with entry state ``S``:
+``BT ∈ {16, 32, 64}`` steps, sub-chunks of ``BC = 16`` (at BT = 16 the UT transform is the inverted diagonal
+block alone); ``G`` is the inclusive cumulative log-decay from the chunk start, ``G⁻ = G − g`` the exclusive one
+(one torch cumsum, fp32, padded to whole chunks with a zero log-decay so that padded steps leave the state as it
+was). Per chunk with entry state ``S``:
 
     u = W + Ã S,   W = L A_ak v,   Ã = L (a ⊙ exp(G⁻)),   L = (I − A_ab)⁻¹ (the UT transform)
     o = scale · [(q ⊙ exp(G)) S + Q_b u + Q_k v]
@@ -72,7 +73,7 @@ from kernels.gla.triton_chunk import _dot, prepare_inputs
 
 __all__ = ["triton_chunk_delta_rule", "chunk_delta_rule_fwd", "CHUNKS", "MAX_K"]
 
-CHUNKS = (32, 64)  # the chunk lengths BT the kernels take; (I + X)(I + X²) covers up to 4 sub-chunks
+CHUNKS = (16, 32, 64)  # the chunk lengths BT the kernels take; (I + X)(I + X²) covers up to 4 sub-chunks
 SUB_CHUNK = 16
 MAX_K = 256  # the state walk holds all of K in one program
 _MAX_STATE_TILE = 8192  # fp32 state elements (BK · BV) per program of the walk
@@ -99,31 +100,41 @@ _STAGES = {False: 2, True: 1}
 _INTERPRETED = {"scores": {"BK": 16}, "solve": {"BK": 16}, "states": {"BV": 16}, "output": {"BK": 16, "BV": 16}}
 
 
-def _gpu_configs(kernel: str, fp32: bool) -> list[triton.Config]:
-    tiles, one = _TILES[kernel]
-    return [triton.Config(dict(meta), num_warps=w, num_stages=_STAGES[fp32]) for meta, w in ([one] if fp32 else tiles)]
+class TileTable:
+    """The configs of a family of kernels: per kernel name, the 16-bit tiles (autotuned, ``num_stages`` 2), the one
+    fp32 tile (``num_stages`` 1) and the interpreter's tile; ``walks`` name the kernels that hold a ``[BK, BV]``
+    fp32 state tile, pruned to at most ``_MAX_STATE_TILE`` elements. Shared by the forward and the backward."""
+
+    def __init__(self, tiles: dict, interpreted: dict, walks: tuple[str, ...]):
+        self.tiles, self.interpreted, self.walks = tiles, interpreted, walks
+
+    def gpu_configs(self, kernel: str, fp32: bool) -> list[triton.Config]:
+        tiles, one = self.tiles[kernel]
+        return [triton.Config(dict(meta), num_warps=w, num_stages=_STAGES[fp32]) for meta, w in ([one] if fp32 else tiles)]
+
+    def configs(self, kernel: str, interpreted: bool | None = None) -> list[triton.Config]:
+        if triton_interpreted() if interpreted is None else interpreted:
+            return [triton.Config(self.interpreted[kernel], num_warps=4, num_stages=1)]
+        return self.gpu_configs(kernel, False) + self.gpu_configs(kernel, True)
+
+    def by_precision(self, kernel: str):
+        """An ``early_config_prune`` keeping the configs of the launch's precision; for a walk only those whose
+        ``[BK, BV]`` fp32 tile stays within ``_MAX_STATE_TILE`` elements."""
+
+        def prune(configs, named_args, **kwargs):
+            if len(configs) == 1:  # the interpreter's, or one a test pinned
+                return configs
+            wanted = self.gpu_configs(kernel, bool(kwargs["IS_FP32"]))
+            keep = [c for c in configs if c in wanted]
+            if kernel in self.walks:
+                keep = [c for c in keep if kwargs["BK"] * c.kwargs["BV"] <= _MAX_STATE_TILE] or keep[:1]
+            return keep
+
+        return prune
 
 
-def _configs(kernel: str, interpreted: bool | None = None) -> list[triton.Config]:
-    if triton_interpreted() if interpreted is None else interpreted:
-        return [triton.Config(_INTERPRETED[kernel], num_warps=4, num_stages=1)]
-    return _gpu_configs(kernel, False) + _gpu_configs(kernel, True)
-
-
-def _by_precision(kernel: str):
-    """An ``early_config_prune`` keeping the configs of the launch's precision (``_TILES``); for the state walk
-    only those whose ``[BK, BV]`` fp32 state tile stays within ``_MAX_STATE_TILE`` elements."""
-
-    def prune(configs, named_args, **kwargs):
-        if len(configs) == 1:  # the interpreter's, or one a test pinned
-            return configs
-        wanted = _gpu_configs(kernel, bool(kwargs["IS_FP32"]))
-        keep = [c for c in configs if c in wanted]
-        if kernel == "states":
-            keep = [c for c in keep if kwargs["BK"] * c.kwargs["BV"] <= _MAX_STATE_TILE] or keep[:1]
-        return keep
-
-    return prune
+_TABLE = TileTable(_TILES, _INTERPRETED, walks=("states",))
+_gpu_configs, _configs, _by_precision = _TABLE.gpu_configs, _TABLE.configs, _TABLE.by_precision
 
 
 @triton.jit
@@ -466,7 +477,7 @@ def triton_chunk_delta_rule(
         q, k, a, b: ``[B, T, H, K]`` (K ≤ 256). v: ``[B, T, H, V]``. g: ``[B, T, H, K]`` log-decay (≤ 0).
         scale: multiplies q. initial_state: ``[B, H, K, V]`` or None (zeros).
         output_final_state: return the final state (else None).
-        chunk_size: 32 or 64, the chunk of both passes.
+        chunk_size: 16, 32 or 64, the chunk of both passes.
         triton_backward: gradients from the chunked Triton backward (:mod:`kernels.delta_rule.triton_chunk_bwd`,
             default); False recomputes them through the reference :func:`naive_chunk_delta_rule` under autograd
             (slower, for cross-checks).

@@ -34,45 +34,22 @@ import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from kernels._dispatch import triton_interpreted
 from kernels.delta_rule.naive import _check
+from kernels.delta_rule.triton_chunk import TileTable, chunk_delta_rule_fwd
 from kernels.gla.triton_chunk import _dot
 
 __all__ = ["ChunkDeltaRuleFunction", "chunk_delta_rule_bwd"]
 
-# (meta-parameters, num_warps): those autotuned for 16-bit inputs, then the one fp32 inputs take.
+# (meta-parameters, num_warps): those autotuned for 16-bit inputs, then the one fp32 inputs take. Registers per
+# config: scripts/ptxas_report.py (bwd_v spills in most of them, kernels/NOTES.md 35).
 _TILES = {
     "dstates": ((({"BV": 16}, 4), ({"BV": 32}, 4), ({"BV": 32}, 8), ({"BV": 64}, 8)), ({"BV": 16}, 8)),
     "bwd_v": ((({"BK": 32, "BV": 32}, 4), ({"BK": 64, "BV": 32}, 8), ({"BK": 32, "BV": 64}, 8)), ({"BK": 32, "BV": 32}, 8)),
     "bwd_k": ((({"BK": 32, "BV": 32}, 4), ({"BK": 64, "BV": 32}, 4), ({"BK": 64, "BV": 64}, 8)), ({"BK": 32, "BV": 32}, 4)),
 }
-_STAGES = {False: 2, True: 1}
 _INTERPRETED = {"dstates": {"BV": 16}, "bwd_v": {"BK": 16, "BV": 16}, "bwd_k": {"BK": 16, "BV": 16}}
-_MAX_STATE_TILE = 8192  # fp32 elements of the [K, BV] gradient tile the walk holds
-
-
-def _gpu_configs(kernel: str, fp32: bool) -> list[triton.Config]:
-    tiles, one = _TILES[kernel]
-    return [triton.Config(dict(meta), num_warps=w, num_stages=_STAGES[fp32]) for meta, w in ([one] if fp32 else tiles)]
-
-
-def _configs(kernel: str) -> list[triton.Config]:
-    if triton_interpreted():
-        return [triton.Config(_INTERPRETED[kernel], num_warps=4, num_stages=1)]
-    return _gpu_configs(kernel, False) + _gpu_configs(kernel, True)
-
-
-def _by_precision(kernel: str):
-    def prune(configs, named_args, **kwargs):
-        if len(configs) == 1:
-            return configs
-        wanted = _gpu_configs(kernel, bool(kwargs["IS_FP32"]))
-        keep = [c for c in configs if c in wanted]
-        if kernel == "dstates":
-            keep = [c for c in keep if kwargs["BK"] * c.kwargs["BV"] <= _MAX_STATE_TILE] or keep[:1]
-        return keep
-
-    return prune
+_TABLE = TileTable(_TILES, _INTERPRETED, walks=("dstates",))
+_gpu_configs, _configs, _by_precision = _TABLE.gpu_configs, _TABLE.configs, _TABLE.by_precision
 
 
 @triton.autotune(
@@ -420,8 +397,6 @@ class ChunkDeltaRuleFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size):
-        from kernels.delta_rule.triton_chunk import chunk_delta_rule_fwd
-
         _check(q, k, v, g, a, b, "chunk_delta_rule")
         saved: dict = {}
         o, hT = chunk_delta_rule_fwd(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size, saved=saved)

@@ -87,6 +87,8 @@ def test_written_out_reference_matches_autograd(chunk_size):
     pytest.param(1, 45, 1, 20, 40, 32, True, True, True, id="K20-V40"),
     # 64-step chunks: four sub-chunks; T = 67 leaves the last chunk 3 steps (three sub-chunks padding only)
     pytest.param(1, 67, 2, 12, 20, 64, True, True, True, id="BT64-T67"),
+    # 16-step chunks: one sub-chunk, so the UT transform is the diagonal block's inverse alone
+    pytest.param(2, 37, 2, 12, 20, 16, True, True, True, id="BT16-T37"),
 ])
 def test_backward_matches_reference(B, T, H, K, V, chunk_size, s0, final, with_dhT, device):
     inputs = _inputs(B, T, H, K, V, s0, device)
@@ -168,7 +170,7 @@ def _gpu_runs():
     kernels = [getattr(bwd, f"_delta_rule_chunk_{name}") for name in names]
     configs = [distinct(bwd._gpu_configs(name, False) + bwd._gpu_configs(name, True)) for name in names]
     runs = [list(zip(kernels, cfgs, strict=True)) for cfgs in zipped(*configs)]
-    return [pytest.param(run, bt, id="_".join(config_id(c) for _, c in run) + f"_BT{bt}") for run in runs for bt in (32, 64)]
+    return [pytest.param(run, bt, id="_".join(config_id(c) for _, c in run) + f"_BT{bt}") for run in runs for bt in (16, 32, 64)]
 
 
 @pytest.mark.parametrize("run,chunk_size", _gpu_runs())
@@ -193,7 +195,7 @@ def test_every_gpu_config_in_bounds(run, chunk_size):
 # overwrote what it read showed only there)
 @pytest.mark.parametrize("B,T,H", [(1, 500, 4), (4, 203, 8)])
 @pytest.mark.parametrize("K,V", [(64, 64), (128, 128)])
-@pytest.mark.parametrize("chunk_size", [32, 64])
+@pytest.mark.parametrize("chunk_size", [32, 64, 16])
 @pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, BF16_TOL), (torch.float32, FP32_TOL)])
 def test_backward_full_shape_gpu(B, T, H, K, V, chunk_size, dtype, tol):
     dev = torch.device("cuda")
