@@ -3,7 +3,8 @@
 Compiles each GPU config of the chosen kernels through Triton's CUDA backend to PTX, runs the ``ptxas`` Triton
 ships with ``-v`` and prints registers per thread and spill-store bytes. A config at 255 registers with spills
 trades occupancy and local-memory traffic for its tile size; this is how kernels/NOTES.md's register counts are
-taken. Kernels: ``delta_chunk_bwd`` (the chunked delta-rule backward: dstates, bwd_v, bwd_k).
+taken. Kernel groups: ``delta_chunk_fwd`` (the chunked delta-rule forward: scores, solve, states, output) and
+``delta_chunk_bwd`` (its backward: dstates, bwd_v, bwd_k).
 
     python scripts/ptxas_report.py delta_chunk_bwd [--stages 2] [--out FILE]
 """
@@ -65,16 +66,40 @@ def delta_chunk_bwd(stages: int):
                     yield f"| {name} | {K} | {BT} | {meta} | {warps} | {regs} | {spills} |"
 
 
+def delta_chunk_fwd(stages: int):
+    from kernels.delta_rule import triton_chunk as m
+
+    bf = "*bf16"
+    scalars = {"scale": "fp32", "T": "i32", "NT": "i32", "BH_BUCKET": "i32"}
+    for K in (64, 128):
+        for BT in (16, 32, 64):
+            common = dict(H=16, K=K, BT=BT, IS_FP32=False)
+            cases = [
+                ("scores", m._delta_rule_chunk_scores, {n: bf for n in ("q", "k", "a", "b")}, dict(common, BC=16, BKD=16)),
+                ("solve", m._delta_rule_chunk_solve, {n: bf for n in ("q", "k", "a", "b", "Qe", "P")}, dict(common, BC=16)),
+                ("states", m._delta_rule_chunk_states, {"v": bf, "h": bf},
+                 dict(common, V=K, BK=triton.next_power_of_2(K), HAS_H0=True, STORE_FINAL=True)),
+                ("output", m._delta_rule_chunk_output, {n: bf for n in ("v", "Qe", "P", "h", "o")}, dict(common, V=K)),
+            ]
+            for name, kernel, types, consts in cases:
+                for meta, warps in m._TILES[name][0]:
+                    regs, spills = ptxas_usage(kernel, types | scalars, consts | meta, warps, stages)
+                    yield f"| {name} | {K} | {BT} | {meta} | {warps} | {regs} | {spills} |"
+
+
+GROUPS = {"delta_chunk_bwd": delta_chunk_bwd, "delta_chunk_fwd": delta_chunk_fwd}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kernels", choices=["delta_chunk_bwd"])
+    ap.add_argument("kernels", choices=sorted(GROUPS))
     ap.add_argument("--stages", type=int, default=2, help="num_stages (the 16-bit configs use 2)")
     ap.add_argument("--out", default="", help="also write the table here")
     args = ap.parse_args()
     lines = [f"ptxas (triton {triton.__version__}) sm_90a, bf16 inputs, num_stages={args.stages}", "",
              "| kernel | K = V | BT | tile | warps | registers | spill stores (bytes) |", "|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
-    for row in delta_chunk_bwd(args.stages):
+    for row in GROUPS[args.kernels](args.stages):
         print(row, flush=True)
         lines.append(row)
     if args.out:

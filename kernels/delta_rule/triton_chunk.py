@@ -219,7 +219,7 @@ def _delta_rule_chunk_scores(
     # the diagonal block: pairwise decays [BC, BC, BKD] masked before the exp (strict for A, inclusive for Q),
     # K in steps of BKD so that the 3D tiles stay at BC · BC · BKD = 4K elements
     strict = (o_c[:, None] > o_c[None, :])[:, :, None]
-    incl = (o_c[:, None] >= o_c[None, :])[:, :, None]
+    diag = (o_c[:, None] == o_c[None, :])[:, :, None]
     acc_ab = tl.zeros([BC, BC], dtype=tl.float32)
     acc_ak = tl.zeros([BC, BC], dtype=tl.float32)
     acc_qb = tl.zeros([BC, BC], dtype=tl.float32)
@@ -236,7 +236,9 @@ def _delta_rule_chunk_scores(
         b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
         b_Gx = tl.load(G + (row_g[:, None] - H) * K + o_k[None, :], mask=m_prev[:, None] & m_k[None, :], other=0.0)
         e_s = tl.exp(tl.where(strict, b_Gx[:, None, :] - b_G[None, :, :], float("-inf")))
-        e_i = tl.exp(tl.where(incl, b_G[:, None, :] - b_G[None, :, :], float("-inf")))
+        # e^{G_t − G_i} = e^{G⁻_t − G_i} e^{g_t} below the diagonal, 1 on it: one [BC, BKD] exp instead of a
+        # second [BC, BC, BKD] one (e^{g_t} ≤ 1, so still no exp of a positive number)
+        e_i = tl.where(diag, 1.0, e_s * tl.exp(b_G - b_Gx)[:, None, :])
         b_ae = b_a[:, None, :] * e_s
         b_qe = b_q[:, None, :] * e_i
         acc_ab += tl.sum(b_ae * b_b[None, :, :], axis=2)
