@@ -22,6 +22,7 @@ from pathlib import Path
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
+from triton.runtime.jit import JITFunction
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -31,7 +32,9 @@ PTXAS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bi
 
 def ptxas_usage(kernel, types: dict, constexprs: dict, num_warps: int, num_stages: int) -> tuple[int, int]:
     """(registers per thread, spill-store bytes) of ``kernel`` (a ``triton.jit`` function) for sm_90a."""
-    fn = kernel.fn if hasattr(kernel, "fn") else kernel
+    fn = kernel
+    while not isinstance(fn, JITFunction):  # an autotuner (or heuristics) wraps the jit function
+        fn = fn.fn
     signature = {n: "constexpr" if n in constexprs else types.get(n, "*fp32") for n in fn.arg_names}
     compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=TARGET,
                               options={"num_warps": num_warps, "num_stages": num_stages})
