@@ -15,6 +15,11 @@ def triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def tracks_grad(*tensors: torch.Tensor | None) -> bool:
+    """True when autograd is on and any of ``tensors`` (None skipped) requires grad: a kernel's backward is needed."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def resolve_impl(impl: str, tensor: torch.Tensor, op: str) -> str:
     """Turn ``impl`` into ``"naive"`` or ``"triton"`` for tensors living where ``tensor`` lives.
 

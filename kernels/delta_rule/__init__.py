@@ -16,10 +16,9 @@ K = 64: 4.5 vs 11.8 ms forward + backward, kernels/NOTES.md 35).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from kernels._dispatch import on_input_device, resolve_impl
+from kernels._dispatch import on_input_device, resolve_impl, tracks_grad
 from kernels.delta_rule.naive import naive_chunk_delta_rule, naive_delta_rule_step, naive_recurrent_delta_rule
 
 # Up to this many batch·heads the chunked Triton forward; above, the fused-recurrent one. H200, bf16: B·H = 16
@@ -53,8 +52,7 @@ def chunk_delta_rule(
         from kernels.delta_rule.triton_chunk import CHUNKS, triton_chunk_delta_rule
         from kernels.delta_rule.triton_recurrent import triton_fused_recurrent_delta_rule
 
-        tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, g, a, b, initial_state))
-        chunked = chunk_size in CHUNKS and (tracked or q.shape[0] * q.shape[2] <= CHUNKED_MAX_BH)
+        chunked = chunk_size in CHUNKS and (tracks_grad(q, k, v, g, a, b, initial_state) or q.shape[0] * q.shape[2] <= CHUNKED_MAX_BH)
         fwd = triton_chunk_delta_rule if chunked else triton_fused_recurrent_delta_rule
         return fwd(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
     return naive_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)

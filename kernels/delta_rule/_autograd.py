@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from kernels._dispatch import tracks_grad
 from kernels._fallback import with_reference_backward
 from kernels.delta_rule.naive import _check, naive_chunk_delta_rule
 
@@ -35,7 +36,7 @@ def reference_differentiable(
     a gradient to track, ``forward`` runs alone and nothing is stacked."""
     extra = (chunk_size,) if forward_takes_chunk else ()
     tensors = (q, k, v, g, a, b, initial_state)
-    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
+    if not tracks_grad(*tensors):
         return forward(q, k, v, g, a, b, scale, initial_state, output_final_state, *extra)
     _check(q, k, v, g, a, b, op)
     gab = torch.stack([g.float(), a.float(), b.float()])

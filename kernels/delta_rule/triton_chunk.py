@@ -65,7 +65,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels._dispatch import triton_interpreted
+from kernels._dispatch import tracks_grad, triton_interpreted
 from kernels.delta_rule._autograd import reference_differentiable
 from kernels.delta_rule.naive import _check
 from kernels.gla.naive import pad_time
@@ -488,7 +488,7 @@ def triton_chunk_delta_rule(
     """
     if triton_backward:
         tensors = (q, k, v, g, a, b, initial_state)
-        if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
+        if not tracks_grad(*tensors):
             return chunk_delta_rule_fwd(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
         from kernels.delta_rule.triton_chunk_bwd import ChunkDeltaRuleFunction
 

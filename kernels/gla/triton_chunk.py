@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels._dispatch import triton_interpreted
+from kernels._dispatch import tracks_grad, triton_interpreted
 from kernels.gla.naive import check_gated, pad_time
 
 __all__ = ["triton_chunk_gla", "chunk_gla_fwd", "chunk_gla_states", "chunk_local_cumsum", "CHUNK"]
@@ -253,5 +253,5 @@ def triton_chunk_gla(
     from kernels.gla.triton_chunk_bwd import ChunkGLAFunction
 
     tensors = (q, k, v, g, initial_state)
-    save_scores = save_scores and torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    save_scores = save_scores and tracks_grad(*tensors)
     return ChunkGLAFunction.apply(q, k, v, g, scale, initial_state, output_final_state, save_scores)
