@@ -17,6 +17,7 @@ import datetime
 import json
 import math
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -91,11 +92,13 @@ def chunk_matmul_flops(B: int, T: int, H: int, K: int, V: int, backward: bool = 
 
 
 class Bench:
-    def __init__(self, bw: float, out: Path | None = None, head: dict | None = None, flops: float | None = None):
+    def __init__(self, bw: float, out: Path | None = None, head: dict | None = None, flops: float | None = None,
+                 impls: tuple[str, ...] = ()):
         self.bw = bw  # bytes / s
         self.flops = flops  # bf16 matmul FLOP / s
         self.rows = []
         self.out, self.head = out, head
+        self.impls = impls  # run only implementations whose name contains one of these (all when empty)
 
     def save(self):
         """Write bench_kernels.json / .md now (after every row: a run stopped by its time limit keeps its rows)."""
@@ -118,6 +121,9 @@ class Bench:
         if flops and self.flops:
             row["matmul_floor_us"] = flops / self.flops * 1e6
         for name, run, check, tol, ours in entries:
+            if self.impls and not any(x in name for x in self.impls):
+                continue
+            t0 = time.perf_counter()
             try:
                 err = check()
             except Exception as e:  # noqa: BLE001 - a peer that cannot run this shape is reported, not fatal
@@ -133,6 +139,9 @@ class Bench:
                 continue
             row["impls"][name] = {"status": "ok", "err": err, "us": t * 1e6, "ours": ours,
                                   "pct_floor": 100 * floor_bytes / self.bw / t}
+            # one line per implementation as it finishes: a run killed by its time limit keeps what it measured
+            print(f"  {op} {shape}: {name} {t * 1e6:.1f} us (rel err {err:.1e}; check, compile, autotune and timing "
+                  f"took {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
             if "matmul_floor_us" in row:
                 row["impls"][name]["pct_matmul"] = row["matmul_floor_us"] / (t * 1e6) * 100
         ours = [v["us"] for v in row["impls"].values() if v["ours"] and v["status"] == "ok"]
@@ -183,6 +192,7 @@ def run_isolated(a, sections: list[str]) -> None:
         sub = out / f"section_{name}"
         cmd = [sys.executable, __file__, "--only", name, "--out", str(sub)] + (["--quick"] if a.quick else [])
         cmd += ["--shape", a.shape] if a.shape else []
+        cmd += ["--impl", a.impl] if a.impl else []
         rc = subprocess.run(cmd).returncode
         res = sub / "bench_kernels.json"
         if res.exists():
@@ -707,6 +717,8 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated sections to run (default all): " + ", ".join(SECTIONS))
     ap.add_argument("--isolate", action="store_true", help="run each section in its own process (a crash stays local)")
     ap.add_argument("--shape", default="", help="only this shape of each section, as its numbers: e.g. 8,2048,16,64")
+    ap.add_argument("--impl", default="", help="comma-separated name fragments: only the implementations whose name "
+                    "contains one, e.g. 'BT=16,fla chunk' (default all)")
     a = ap.parse_args()
     only = [x for x in a.only.split(",") if x]
     unknown = sorted(set(only) - set(SECTIONS))
@@ -728,7 +740,7 @@ def main():
         "peers": sorted(P), "hbm_copy_GBps": bw / 1e9, "bf16_matmul_TFLOPs": flops / 1e12,
     }
     print(json.dumps(head), flush=True)
-    bench = Bench(bw, Path(a.out), head, flops)
+    bench = Bench(bw, Path(a.out), head, flops, impls=tuple(x for x in a.impl.split(",") if x))
     print("| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |\n|---|---|---|---|---|")
     q = a.quick
     # most decisive first: a run cut short by its time limit still reports the decode steps and SSD rows

@@ -31,3 +31,25 @@ def test_results_are_written_row_by_row(tmp_path):
     md = (tmp_path / "bench_kernels.md").read_text()
     assert "| SSD decode step | B=1 | 1.0 | ours 2.0us (50%fl) / peer FAILED check" in md and "1.25x" in md
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_case_runs_only_the_chosen_implementations_and_refuses_to_time_a_failed_check():
+    bk = _bench_module()
+    timed = []
+
+    class Clock(bk.Bench):  # the CUDA timer replaced: each implementation "takes" its listed time
+        def time(self, fn, graph):
+            timed.append(fn())
+            return fn() * 1e-6
+
+    bench = Clock(1e12, None, impls=("BT=16", "fla"))
+    entries = [("ours BT=16", lambda: 2.0, lambda: 1e-3, 1e-2, True),
+               ("ours BT=64", lambda: 1.0, lambda: 1e-3, 1e-2, True),
+               ("ours wrong", lambda: 0.5, lambda: 1e-3, 1e-2, True),
+               ("fla chunk", lambda: 3.0, lambda: 1e-3, 1e-2, False),
+               ("fla broken BT=16", lambda: 0.1, lambda: 0.5, 1e-2, False)]
+    bench.case("op", "B=1", 1e6, entries)
+    row = bench.rows[0]
+    assert list(row["impls"]) == ["ours BT=16", "fla chunk", "fla broken BT=16"]
+    assert row["impls"]["fla broken BT=16"]["status"].startswith("FAILED check") and 0.1 not in timed
+    assert row["ratio_vs_best_peer"] == 1.5
