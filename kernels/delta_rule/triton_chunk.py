@@ -76,6 +76,10 @@ __all__ = ["triton_chunk_delta_rule", "chunk_delta_rule_fwd", "CHUNKS", "MAX_K"]
 CHUNKS = (16, 32, 64)  # the chunk lengths BT the kernels take; (I + X)(I + X²) covers up to 4 sub-chunks
 SUB_CHUNK = 16
 MAX_K = 256  # the state walk holds all of K in one program
+# The largest decay range (max over K of G at a sub-chunk's reference row minus G at its last row) for which its
+# diagonal block is a product of factors referred to one row: those factors then stay within e^±40 (fp32 reaches
+# e^88). RWKV-7's log-decays (≥ −0.61 per step) span at most 9.7 over a sub-chunk of 16.
+FACTORED_RANGE = tl.constexpr(40.0)
 _MAX_STATE_TILE = 8192  # fp32 state elements (BK · BV) per program of the walk
 
 # GPU configs of each kernel, (meta-parameters, num_warps) each: those autotuned for 16-bit inputs (tensor-core
@@ -158,6 +162,96 @@ def _unit_lower_inverse(A, BC: tl.constexpr):
     return L + tl.dot(tl.dot(X, X, input_precision="ieee"), L, input_precision="ieee")
 
 
+@triton.jit
+def _decay_range(G, row_r, has_ref, row_e, K: tl.constexpr, BK: tl.constexpr):
+    """max over K of G[row_r] − G[row_e] (G[row_r] read as 0 without ``has_ref``): the largest log-decay a
+    sub-chunk spans."""
+    d = tl.zeros([], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        b_Gr = tl.load(G + row_r * K + o_k, mask=m_k & has_ref, other=0.0)
+        b_Ge = tl.load(G + row_e * K + o_k, mask=m_k, other=0.0)
+        d = tl.maximum(d, tl.max(b_Gr - b_Ge, axis=0))
+    return d
+
+
+@triton.jit
+def _referred_scores(
+    q, k, a, b, G, row_x, m_i, row_g, row_gx, m_prev, row_r, has_ref, row_y, m_j, row_gy,
+    K: tl.constexpr, BK: tl.constexpr, BC: tl.constexpr,
+):
+    """The four ``[BC, BC]`` score blocks of rows ``row_x`` (``a``, ``q``) against rows ``row_y`` (``b``, ``k``), every
+    unmasked entry, as products of factors referred to G at ``row_r``: ``a e^{G⁻ − G_r}``, ``q e^{G − G_r}`` and
+    ``b e^{G_r − G}``, ``k e^{G_r − G}``. ``row_g`` / ``row_gy``: the rows in the padded G; ``row_gx``: the rows of
+    G⁻ (the step before), read where ``m_prev`` (else 0, a chunk's first step)."""
+    acc_ab = tl.zeros([BC, BC], dtype=tl.float32)
+    acc_ak = tl.zeros([BC, BC], dtype=tl.float32)
+    acc_qb = tl.zeros([BC, BC], dtype=tl.float32)
+    acc_qk = tl.zeros([BC, BC], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        m_x = m_i[:, None] & m_k[None, :]
+        b_a = tl.load(a + row_x[:, None] * K + o_k[None, :], mask=m_x, other=0.0).to(tl.float32)
+        b_q = tl.load(q + row_x[:, None] * K + o_k[None, :], mask=m_x, other=0.0).to(tl.float32)
+        b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        b_Gx = tl.load(G + row_gx[:, None] * K + o_k[None, :], mask=m_prev[:, None] & m_k[None, :], other=0.0)
+        b_Gr = tl.load(G + row_r * K + o_k, mask=m_k & has_ref, other=0.0)
+        b_ar = b_a * tl.exp(b_Gx - b_Gr[None, :])
+        b_qr = b_q * tl.exp(b_G - b_Gr[None, :])
+        # b, k and G of the other rows as [BK, BC] (transposed)
+        m_y = m_k[:, None] & m_j[None, :]
+        b_bj = tl.load(b + row_y[None, :] * K + o_k[:, None], mask=m_y, other=0.0).to(tl.float32)
+        b_kj = tl.load(k + row_y[None, :] * K + o_k[:, None], mask=m_y, other=0.0).to(tl.float32)
+        b_Gj = tl.load(G + row_gy[None, :] * K + o_k[:, None], mask=m_k[:, None], other=0.0)
+        f = tl.exp(b_Gr[:, None] - b_Gj)
+        b_bj *= f
+        b_kj *= f
+        acc_ab += tl.dot(b_ar, b_bj, input_precision="ieee")
+        acc_ak += tl.dot(b_ar, b_kj, input_precision="ieee")
+        acc_qb += tl.dot(b_qr, b_bj, input_precision="ieee")
+        acc_qk += tl.dot(b_qr, b_kj, input_precision="ieee")
+    return acc_ab, acc_ak, acc_qb, acc_qk
+
+
+@triton.jit
+def _pairwise_scores(
+    q, k, a, b, G, row_x, m_i, row_g, row_gx, m_prev, K: tl.constexpr, BC: tl.constexpr, BKD: tl.constexpr,
+):
+    """The diagonal block's four scores (masked: strict for A, inclusive for Q) from pairwise decays, for any decay
+    range. Arguments as :func:`_referred_scores`; K in steps of ``BKD``."""
+    o_c = tl.arange(0, BC)
+    strict = (o_c[:, None] > o_c[None, :])[:, :, None]
+    diag = (o_c[:, None] == o_c[None, :])[:, :, None]
+    acc_ab = tl.zeros([BC, BC], dtype=tl.float32)
+    acc_ak = tl.zeros([BC, BC], dtype=tl.float32)
+    acc_qb = tl.zeros([BC, BC], dtype=tl.float32)
+    acc_qk = tl.zeros([BC, BC], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BKD)):
+        o_k = i_k * BKD + tl.arange(0, BKD)
+        m_k = o_k < K
+        m_x = m_i[:, None] & m_k[None, :]
+        p_x = row_x[:, None] * K + o_k[None, :]
+        b_a = tl.load(a + p_x, mask=m_x, other=0.0).to(tl.float32)
+        b_q = tl.load(q + p_x, mask=m_x, other=0.0).to(tl.float32)
+        b_b = tl.load(b + p_x, mask=m_x, other=0.0).to(tl.float32)
+        b_k = tl.load(k + p_x, mask=m_x, other=0.0).to(tl.float32)
+        b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        b_Gx = tl.load(G + row_gx[:, None] * K + o_k[None, :], mask=m_prev[:, None] & m_k[None, :], other=0.0)
+        e_s = tl.exp(tl.where(strict, b_Gx[:, None, :] - b_G[None, :, :], float("-inf")))
+        # e^{G_t − G_i} = e^{G⁻_t − G_i} e^{g_t} below the diagonal, 1 on it: one [BC, BKD] exp instead of a
+        # second [BC, BC, BKD] one (e^{g_t} ≤ 1, so still no exp of a positive number)
+        e_i = tl.where(diag, 1.0, e_s * tl.exp(b_G - b_Gx)[:, None, :])
+        b_ae = b_a[:, None, :] * e_s
+        b_qe = b_q[:, None, :] * e_i
+        acc_ab += tl.sum(b_ae * b_b[None, :, :], axis=2)
+        acc_ak += tl.sum(b_ae * b_k[None, :, :], axis=2)
+        acc_qb += tl.sum(b_qe * b_b[None, :, :], axis=2)
+        acc_qk += tl.sum(b_qe * b_k[None, :, :], axis=2)
+    return acc_ab, acc_ak, acc_qb, acc_qk
+
+
 @triton.autotune(
     configs=_configs("scores"), key=["K", "BT", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision("scores")}
 )
@@ -180,71 +274,40 @@ def _delta_rule_chunk_scores(
     row_g = (i_b * TP + t_i) * H + i_h  # and in the padded G
     m_prev = i_c * BC + o_c > 0  # G⁻ is G of the step before, or 0 at the chunk's first step
     p_out = (i_bh.to(tl.int64) * NT + i_n) * BT * BT + (i_c * BC + o_c[:, None]) * BT + o_c[None, :]
-    # Blocks left of the diagonal, each factor referred to G at the row before this sub-chunk. Their [BC, BC]
-    # products are IEEE fp32 for every input dtype: FMA keeps fewer registers live than tf32 MMA at this size.
+    # Every factor is referred to G⁻ at this sub-chunk's first row (0 at a chunk's first step). Blocks left of the
+    # diagonal: products of [BC, BK] factors that are all ≤ 1, IEEE fp32 for every input dtype (FMA keeps fewer
+    # registers live than tf32 MMA at this size).
+    row_r = (i_b * TP + r0 - 1) * H + i_h
+    has_ref = i_c > 0
     for j_c in range(i_c):
         t_j = i_n * BT + j_c * BC + o_c  # all < r0 < T
-        row_y = (i_b * T + t_j) * H + i_h
-        acc_ab = tl.zeros([BC, BC], dtype=tl.float32)
-        acc_ak = tl.zeros([BC, BC], dtype=tl.float32)
-        acc_qb = tl.zeros([BC, BC], dtype=tl.float32)
-        acc_qk = tl.zeros([BC, BC], dtype=tl.float32)
-        for i_k in range(tl.cdiv(K, BK)):
-            o_k = i_k * BK + tl.arange(0, BK)
-            m_k = o_k < K
-            m_x = m_i[:, None] & m_k[None, :]
-            b_a = tl.load(a + row_x[:, None] * K + o_k[None, :], mask=m_x, other=0.0).to(tl.float32)
-            b_q = tl.load(q + row_x[:, None] * K + o_k[None, :], mask=m_x, other=0.0).to(tl.float32)
-            b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
-            b_Gx = tl.load(G + (row_g[:, None] - H) * K + o_k[None, :], mask=m_prev[:, None] & m_k[None, :], other=0.0)
-            b_Gr = tl.load(G + ((i_b * TP + r0 - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
-            b_ar = b_a * tl.exp(b_Gx - b_Gr[None, :])
-            b_qr = b_q * tl.exp(b_G - b_Gr[None, :])
-            # b, k and G of sub-chunk j as [BK, BC] (transposed)
-            b_bj = tl.load(b + row_y[None, :] * K + o_k[:, None], mask=m_k[:, None], other=0.0).to(tl.float32)
-            b_kj = tl.load(k + row_y[None, :] * K + o_k[:, None], mask=m_k[:, None], other=0.0).to(tl.float32)
-            b_Gj = tl.load(G + ((i_b * TP + t_j[None, :]) * H + i_h) * K + o_k[:, None], mask=m_k[:, None], other=0.0)
-            f = tl.exp(b_Gr[:, None] - b_Gj)
-            b_bj *= f
-            b_kj *= f
-            acc_ab += tl.dot(b_ar, b_bj, input_precision="ieee")
-            acc_ak += tl.dot(b_ar, b_kj, input_precision="ieee")
-            acc_qb += tl.dot(b_qr, b_bj, input_precision="ieee")
-            acc_qk += tl.dot(b_qr, b_kj, input_precision="ieee")
+        acc_ab, acc_ak, acc_qb, acc_qk = _referred_scores(
+            q, k, a, b, G, row_x, m_i, row_g, row_g - H, m_prev, row_r, has_ref, (i_b * T + t_j) * H + i_h, t_j < T,
+            (i_b * TP + t_j) * H + i_h, K, BK, BC,
+        )
         p_blk = p_out + j_c * BC
         tl.store(A_ab + p_blk, acc_ab)
         tl.store(A_ak + p_blk, acc_ak)
         tl.store(Q_b + p_blk, acc_qb)
         tl.store(Q_k + p_blk, acc_qk)
-    # the diagonal block: pairwise decays [BC, BC, BKD] masked before the exp (strict for A, inclusive for Q),
-    # K in steps of BKD so that the 3D tiles stay at BC · BC · BKD = 4K elements
-    strict = (o_c[:, None] > o_c[None, :])[:, :, None]
-    diag = (o_c[:, None] == o_c[None, :])[:, :, None]
-    acc_ab = tl.zeros([BC, BC], dtype=tl.float32)
-    acc_ak = tl.zeros([BC, BC], dtype=tl.float32)
-    acc_qb = tl.zeros([BC, BC], dtype=tl.float32)
-    acc_qk = tl.zeros([BC, BC], dtype=tl.float32)
-    for i_k in range(tl.cdiv(K, BKD)):
-        o_k = i_k * BKD + tl.arange(0, BKD)
-        m_k = o_k < K
-        m_x = m_i[:, None] & m_k[None, :]
-        p_x = row_x[:, None] * K + o_k[None, :]
-        b_a = tl.load(a + p_x, mask=m_x, other=0.0).to(tl.float32)
-        b_q = tl.load(q + p_x, mask=m_x, other=0.0).to(tl.float32)
-        b_b = tl.load(b + p_x, mask=m_x, other=0.0).to(tl.float32)
-        b_k = tl.load(k + p_x, mask=m_x, other=0.0).to(tl.float32)
-        b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
-        b_Gx = tl.load(G + (row_g[:, None] - H) * K + o_k[None, :], mask=m_prev[:, None] & m_k[None, :], other=0.0)
-        e_s = tl.exp(tl.where(strict, b_Gx[:, None, :] - b_G[None, :, :], float("-inf")))
-        # e^{G_t − G_i} = e^{G⁻_t − G_i} e^{g_t} below the diagonal, 1 on it: one [BC, BKD] exp instead of a
-        # second [BC, BC, BKD] one (e^{g_t} ≤ 1, so still no exp of a positive number)
-        e_i = tl.where(diag, 1.0, e_s * tl.exp(b_G - b_Gx)[:, None, :])
-        b_ae = b_a[:, None, :] * e_s
-        b_qe = b_q[:, None, :] * e_i
-        acc_ab += tl.sum(b_ae * b_b[None, :, :], axis=2)
-        acc_ak += tl.sum(b_ae * b_k[None, :, :], axis=2)
-        acc_qb += tl.sum(b_qe * b_b[None, :, :], axis=2)
-        acc_qk += tl.sum(b_qe * b_k[None, :, :], axis=2)
+    # The diagonal block. The same products serve while the sub-chunk's decay range is at most FACTORED_RANGE (the
+    # column factors are then ≤ e^FACTORED_RANGE): 4 [BC, BC] products per K block. Past it (log-decays below
+    # about −2.5 per step), pairwise decays [BC, BC, BKD], masked before the exp (strict for A, inclusive for Q),
+    # K in steps of BKD so that the 3D tiles stay at BC · BC · BKD = 4K elements: ~5× the instructions
+    # (their K reductions are warp shuffles; kernels/NOTES.md 37).
+    strict = o_c[:, None] > o_c[None, :]
+    row_e = (i_b * TP + r0 + BC - 1) * H + i_h  # the sub-chunk's last row (padded rows repeat G at T − 1)
+    if _decay_range(G, row_r, has_ref, row_e, K, BK) <= FACTORED_RANGE:
+        acc_ab, acc_ak, acc_qb, acc_qk = _referred_scores(
+            q, k, a, b, G, row_x, m_i, row_g, row_g - H, m_prev, row_r, has_ref, row_x, m_i, row_g, K, BK, BC,
+        )
+        incl = o_c[:, None] >= o_c[None, :]
+        acc_ab = tl.where(strict, acc_ab, 0.0)
+        acc_ak = tl.where(strict, acc_ak, 0.0)
+        acc_qb = tl.where(incl, acc_qb, 0.0)
+        acc_qk = tl.where(incl, acc_qk, 0.0)
+    else:
+        acc_ab, acc_ak, acc_qb, acc_qk = _pairwise_scores(q, k, a, b, G, row_x, m_i, row_g, row_g - H, m_prev, K, BC, BKD)
     p_blk = p_out + i_c * BC
     tl.store(A_ab + p_blk, _unit_lower_inverse(acc_ab, BC))
     tl.store(A_ak + p_blk, acc_ak)

@@ -35,7 +35,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from kernels.delta_rule.naive import _check
-from kernels.delta_rule.triton_chunk import TileTable, chunk_delta_rule_fwd
+from kernels.delta_rule.triton_chunk import FACTORED_RANGE, TileTable, chunk_delta_rule_fwd
 from kernels.gla.triton_chunk import _dot
 
 __all__ = ["ChunkDeltaRuleFunction", "chunk_delta_rule_bwd"]
@@ -264,55 +264,63 @@ def _delta_rule_chunk_bwd_k(
     b_dq = acc_q * tl.exp(b_G)
     b_db = acc_b * e_out
     b_dk = acc_k * e_out
-    # rows of this sub-chunk against earlier sub-chunks' columns, both factors referred to G at row r0 − 1
+    # The diagonal block joins the products below while this sub-chunk's decay range (over this program's K block)
+    # is at most FACTORED_RANGE, as in the forward's scores; past it, one column and one row at a time.
+    rows, cols = o_c[:, None], o_c[None, :]
+    b_Gr = tl.load(G + ((i_b * TP + r0 - 1) * H + i_h) * K + o_k, mask=m_k & (i_c > 0), other=0.0)  # G⁻ at row r0
+    b_Ge = tl.load(G + ((i_b * TP + r0 + BC - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)  # G at its last row
+    n_diag = (tl.max(b_Gr - b_Ge, axis=0) <= FACTORED_RANGE).to(tl.int32)
+    # rows of this sub-chunk against the columns of earlier sub-chunks (and its own), both factors referred to G_r
     p_rows = p_blk + (i_c * BC + o_c)[:, None] * BT
-    if i_c > 0:
-        b_Gr = tl.load(G + ((i_b * TP + r0 - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
-        acc_da = tl.zeros([BC, BK], dtype=tl.float32)
-        acc_dq = tl.zeros([BC, BK], dtype=tl.float32)
-        for j_c in range(i_c):
-            t_j = i_n * BT + j_c * BC + o_c  # < r0, but past T too when this sub-chunk is padding only
-            m_jk = (t_j < T)[:, None] & m_k[None, :]
-            p_y = ((i_b * T + t_j[:, None]) * H + i_h) * K + o_k[None, :]
-            b_Gj = tl.load(G + ((i_b * TP + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
-            f = tl.exp(b_Gr[None, :] - b_Gj)
-            b_bj = tl.load(b + p_y, mask=m_jk, other=0.0).to(tl.float32) * f
-            b_kj = tl.load(k + p_y, mask=m_jk, other=0.0).to(tl.float32) * f
-            p_d = p_rows + j_c * BC + o_c[None, :]
-            acc_da += _dot(tl.load(dA_ab + p_d), b_bj, IS_FP32) + _dot(tl.load(dA_ak + p_d), b_kj, IS_FP32)
-            acc_dq += _dot(tl.load(dQ_b + p_d), b_bj, IS_FP32) + _dot(tl.load(dQ_k + p_d), b_kj, IS_FP32)
-        b_da += acc_da * tl.exp(b_Gx - b_Gr[None, :])
-        b_dq += acc_dq * tl.exp(b_G - b_Gr[None, :])
-    # columns of this sub-chunk against later sub-chunks' rows, both factors referred to G at its last row
+    acc_da = tl.zeros([BC, BK], dtype=tl.float32)
+    acc_dq = tl.zeros([BC, BK], dtype=tl.float32)
+    for j_c in range(i_c + n_diag):
+        t_j = i_n * BT + j_c * BC + o_c  # past T only on the diagonal or when this sub-chunk is padding only
+        m_jk = (t_j < T)[:, None] & m_k[None, :]
+        p_y = ((i_b * T + t_j[:, None]) * H + i_h) * K + o_k[None, :]
+        b_Gj = tl.load(G + ((i_b * TP + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        f = tl.exp(b_Gr[None, :] - b_Gj)
+        b_bj = tl.load(b + p_y, mask=m_jk, other=0.0).to(tl.float32) * f
+        b_kj = tl.load(k + p_y, mask=m_jk, other=0.0).to(tl.float32) * f
+        p_d = p_rows + j_c * BC + cols
+        m_s, m_n = (j_c < i_c) | (cols < rows), (j_c < i_c) | (cols <= rows)  # strict (A) and inclusive (Q) entries
+        acc_da += _dot(tl.load(dA_ab + p_d, mask=m_s, other=0.0), b_bj, IS_FP32)
+        acc_da += _dot(tl.load(dA_ak + p_d, mask=m_s, other=0.0), b_kj, IS_FP32)
+        acc_dq += _dot(tl.load(dQ_b + p_d, mask=m_n, other=0.0), b_bj, IS_FP32)
+        acc_dq += _dot(tl.load(dQ_k + p_d, mask=m_n, other=0.0), b_kj, IS_FP32)
+    b_da += acc_da * tl.exp(b_Gx - b_Gr[None, :])
+    b_dq += acc_dq * tl.exp(b_G - b_Gr[None, :])
+    # columns of this sub-chunk against the rows of later sub-chunks (and its own), both factors referred to G_e
     p_cols = p_blk + (i_c * BC + o_c)[:, None]  # + row · BT: element [row, this sub-chunk's column]
-    if i_c < NC - 1:
-        b_Ge = tl.load(G + ((i_b * TP + r0 + BC - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
-        acc_db = tl.zeros([BC, BK], dtype=tl.float32)
-        acc_dk = tl.zeros([BC, BK], dtype=tl.float32)
-        for j_c in range(i_c + 1, NC):
-            t_j = i_n * BT + j_c * BC + o_c
-            m_j = t_j < T
-            p_y = ((i_b * T + t_j[:, None]) * H + i_h) * K + o_k[None, :]
-            row_gj = (i_b * TP + t_j[:, None]) * H + i_h
-            b_Gj = tl.load(G + row_gj * K + o_k[None, :], mask=m_k[None, :], other=0.0)
-            b_Gxj = tl.load(G + (row_gj - H) * K + o_k[None, :], mask=m_k[None, :], other=0.0)  # j_c ≥ 1
-            b_aj = tl.load(a + p_y, mask=m_j[:, None] & m_k[None, :], other=0.0).to(tl.float32) * tl.exp(b_Gxj - b_Ge[None, :])
-            b_qj = tl.load(q + p_y, mask=m_j[:, None] & m_k[None, :], other=0.0).to(tl.float32) * tl.exp(b_Gj - b_Ge[None, :])
-            # [this column, later row] = transposed blocks of the score gradients
-            p_d = p_cols + (j_c * BC + o_c)[None, :] * BT
-            acc_db += _dot(tl.load(dA_ab + p_d), b_aj, IS_FP32) + _dot(tl.load(dQ_b + p_d), b_qj, IS_FP32)
-            acc_dk += _dot(tl.load(dA_ak + p_d), b_aj, IS_FP32) + _dot(tl.load(dQ_k + p_d), b_qj, IS_FP32)
-        b_ef = tl.exp(b_Ge[None, :] - b_G)
-        b_db += acc_db * b_ef
-        b_dk += acc_dk * b_ef
-    # the diagonal block, one column (for rows) and one row (for columns) at a time (unrolling these 16 steps gave
-    # the same time on an H200 at B = 8 T = 2048 H = 16 K = 64, 1554 µs, and compiled far slower: kernels/NOTES.md 35)
-    b_eg = tl.exp(b_G - b_Gx)
-    for j in range(BC):
-        b_da, b_dq, b_db, b_dk = _diagonal_column_and_row(
-            j, q, k, a, b, G, dA_ab, dA_ak, dQ_b, dQ_k, b_G, b_Gx, b_eg, b_da, b_dq, b_db, b_dk, r0, i_c, i_b, i_h,
-            p_blk, o_c, o_k, m_k, T, TP, H, K, BT, BC,
-        )
+    acc_db = tl.zeros([BC, BK], dtype=tl.float32)
+    acc_dk = tl.zeros([BC, BK], dtype=tl.float32)
+    for j_c in range(i_c + 1 - n_diag, NC):
+        t_j = i_n * BT + j_c * BC + o_c
+        m_jk = (t_j < T)[:, None] & m_k[None, :]
+        p_y = ((i_b * T + t_j[:, None]) * H + i_h) * K + o_k[None, :]
+        row_gj = (i_b * TP + t_j[:, None]) * H + i_h
+        b_Gj = tl.load(G + row_gj * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        b_Gxj = tl.load(G + (row_gj - H) * K + o_k[None, :], mask=(j_c * BC + o_c > 0)[:, None] & m_k[None, :], other=0.0)
+        b_aj = tl.load(a + p_y, mask=m_jk, other=0.0).to(tl.float32) * tl.exp(b_Gxj - b_Ge[None, :])
+        b_qj = tl.load(q + p_y, mask=m_jk, other=0.0).to(tl.float32) * tl.exp(b_Gj - b_Ge[None, :])
+        # [this column, later row] = transposed blocks of the score gradients
+        p_d = p_cols + (j_c * BC + cols) * BT
+        m_s, m_n = (j_c > i_c) | (cols > rows), (j_c > i_c) | (cols >= rows)
+        acc_db += _dot(tl.load(dA_ab + p_d, mask=m_s, other=0.0), b_aj, IS_FP32)
+        acc_db += _dot(tl.load(dQ_b + p_d, mask=m_n, other=0.0), b_qj, IS_FP32)
+        acc_dk += _dot(tl.load(dA_ak + p_d, mask=m_s, other=0.0), b_aj, IS_FP32)
+        acc_dk += _dot(tl.load(dQ_k + p_d, mask=m_n, other=0.0), b_qj, IS_FP32)
+    b_ef = tl.exp(b_Ge[None, :] - b_G)
+    b_db += acc_db * b_ef
+    b_dk += acc_dk * b_ef
+    if n_diag == 0:
+        # the diagonal block one column (for rows) and one row (for columns) at a time, 16 dependent steps
+        b_eg = tl.exp(b_G - b_Gx)
+        for j in range(BC):
+            b_da, b_dq, b_db, b_dk = _diagonal_column_and_row(
+                j, q, k, a, b, G, dA_ab, dA_ak, dQ_b, dQ_k, b_G, b_Gx, b_eg, b_da, b_dq, b_db, b_dk, r0, i_c, i_b,
+                i_h, p_blk, o_c, o_k, m_k, T, TP, H, K, BT, BC,
+            )
     tl.store(dq + p_x, b_dq.to(dq.dtype.element_ty), mask=m_ik)
     tl.store(dk + p_x, b_dk.to(dk.dtype.element_ty), mask=m_ik)
     tl.store(da + p_x, b_da.to(da.dtype.element_ty), mask=m_ik)

@@ -114,6 +114,29 @@ def test_strong_decay_backward_finite(device):
     _compare(tri, _run(naive_recurrent_delta_rule, inputs, do, dhT), FP32_TOL, looser=("dg",))
 
 
+@pytest.mark.parametrize("chunk_size", [32, 64])
+@pytest.mark.parametrize("regime", ["near_bound", "mixed"])
+def test_diagonal_blocks_either_way(regime, chunk_size, device):
+    """The diagonal sub-chunk blocks are products of factors referred to one row while a sub-chunk's decay range is
+    at most FACTORED_RANGE, and pairwise decays past it. ``near_bound``: every sub-chunk spans 37-39 (factors near
+    e^±39); ``mixed``: sub-chunks of log-decay −5 (range 80, pairwise) between ones of −0.3 (factored), forward and
+    backward, against the recurrence."""
+    B, T, H, K, V = 1, 83, 2, 12, 20
+    inputs = _inputs(B, T, H, K, V, True, device)
+    with torch.no_grad():
+        if regime == "near_bound":
+            g = -2.4 + 0.05 * torch.rand(B, T, H, K, device=device)
+            assert 16 * 2.4 - 1 < -(16 * g.min()) <= bwd.FACTORED_RANGE
+        else:
+            strong = (torch.arange(T, device=device) // 16) % 2 == 1
+            g = torch.where(strong[None, :, None, None], -5.0, -0.3) + 0.01 * torch.rand(B, T, H, K, device=device)
+        inputs[3] = g.requires_grad_()
+    do, dhT = torch.randn(B, T, H, V, device=device), torch.randn(B, H, K, V, device=device)
+    tri = _run(_chunked(chunk_size), inputs, do, dhT)
+    assert all(t.isfinite().all() for t in tri)
+    _compare(tri, _run(naive_recurrent_delta_rule, inputs, do, dhT), FP32_TOL, looser=("dg",))
+
+
 @pytest.mark.gpu
 def test_backward_bf16_dtypes_gpu():
     """bf16 q, k, v, a, b (fp32 g and h0): each gradient in its input's dtype, against the fp32 reference on the
