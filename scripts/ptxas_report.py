@@ -6,12 +6,19 @@ trades occupancy and local-memory traffic for its tile size; this is how kernels
 taken. Kernel groups: ``delta_chunk_fwd`` (the chunked delta-rule forward: scores, solve, states, output) and
 ``delta_chunk_bwd`` (its backward: dstates, bwd_v, bwd_k).
 
-    python scripts/ptxas_report.py delta_chunk_bwd [--stages 2] [--out FILE]
+``--sass`` also disassembles each cubin with the ``nvdisasm`` Triton ships and prints, per loop (a backward
+branch in the SASS), its instructions and their most frequent opcodes: static counts, so a loop's share of the
+run time is its count times its trip count. Warp shuffles (SHFL) there are reductions across lanes, FFMA loops
+IEEE fp32 products, HMMA / HGMMA tensor-core products, MUFU the exps. kernels/NOTES.md 37 found the delta rule's
+diagonal blocks this way.
+
+    python scripts/ptxas_report.py delta_chunk_bwd [--stages 2] [--sass] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import re
 import subprocess
@@ -27,11 +34,17 @@ from triton.runtime.jit import JITFunction
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TARGET = GPUTarget("cuda", 90, 32)
-PTXAS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+_BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+PTXAS, NVDISASM = os.path.join(_BIN, "ptxas"), os.path.join(_BIN, "nvdisasm")
 
 
 def ptxas_usage(kernel, types: dict, constexprs: dict, num_warps: int, num_stages: int) -> tuple[int, int]:
     """(registers per thread, spill-store bytes) of ``kernel`` (a ``triton.jit`` function) for sm_90a."""
+    return compile_sm90(kernel, types, constexprs, num_warps, num_stages)[:2]
+
+
+def compile_sm90(kernel, types: dict, constexprs: dict, num_warps: int, num_stages: int) -> tuple[int, int, bytes]:
+    """(registers per thread, spill-store bytes, cubin) of ``kernel`` for sm_90a, through ptxas ``-v``."""
     fn = kernel
     while not isinstance(fn, JITFunction):  # an autotuner (or heuristics) wraps the jit function
         fn = fn.fn
@@ -43,12 +56,71 @@ def ptxas_usage(kernel, types: dict, constexprs: dict, num_warps: int, num_stage
         ptx.write_text(compiled.asm["ptx"])
         log = subprocess.run([PTXAS, "-arch=sm_90a", "-v", str(ptx), "-o", str(Path(d, "k.cubin"))],
                              capture_output=True, text=True, check=True).stderr
+        cubin = Path(d, "k.cubin").read_bytes()
     regs = int(re.search(r"Used (\d+) registers", log).group(1))
     spills = re.search(r"(\d+) bytes spill stores", log)
-    return regs, int(spills.group(1)) if spills else 0
+    return regs, int(spills.group(1)) if spills else 0, cubin
 
 
-def delta_chunk_bwd(stages: int):
+def disassemble(cubin: bytes) -> str:
+    """The SASS of a cubin, by the ``nvdisasm`` Triton ships."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d, "k.cubin")
+        path.write_bytes(cubin)
+        return subprocess.run([NVDISASM, "-c", str(path)], capture_output=True, text=True, check=True).stdout
+
+
+_INSTR = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)")
+_BRANCH = re.compile(r"\bBRA\b.*`\((\.L_x_\d+)\)")
+_LABEL = re.compile(r"^(\.L_x_\d+):")
+
+
+def sass_loops(sass: str) -> tuple[collections.Counter, list[tuple[int, int, collections.Counter]]]:
+    """Opcode counts of the whole kernel, and per loop (a branch back to an earlier label) its first and last
+    instruction's offset and its opcode counts, nested loops included in their enclosing loop's."""
+    instrs, labels, branches = [], {}, []
+    pending = []  # labels waiting for the next instruction's offset
+    for line in sass.splitlines():
+        label = _LABEL.match(line.strip())
+        if label:
+            pending.append(label.group(1))
+            continue
+        m = _INSTR.search(line)
+        if not m:
+            continue
+        offset, opcode = int(m.group(1), 16), m.group(2)
+        for name in pending:
+            labels[name] = offset
+        pending = []
+        instrs.append((offset, opcode))
+        target = _BRANCH.search(line)
+        if target:
+            branches.append((offset, target.group(1)))
+    loops = []
+    for offset, name in branches:
+        start = labels.get(name)
+        if start is not None and start < offset:  # (a branch to itself is the trap after EXIT)
+            loops.append((start, offset, collections.Counter(op for o, op in instrs if start <= o <= offset)))
+    return collections.Counter(op for _, op in instrs), sorted(loops)
+
+
+def fmt_sass(sass: str, top: int = 6) -> str:
+    """One line per loop: offsets, instruction count and the most frequent opcodes."""
+    total, loops = sass_loops(sass)
+    parts = [f"{sum(total.values())} instructions"]
+    for start, end, ops in loops:
+        common = ", ".join(f"{op} {n}" for op, n in ops.most_common(top))
+        parts.append(f"loop {start:#x}-{end:#x}: {sum(ops.values())} ({common})")
+    return "; ".join(parts)
+
+
+def _row(name, kernel, types, consts, K, BT, meta, warps, stages, sass) -> str:
+    regs, spills, cubin = compile_sm90(kernel, types, consts | meta, warps, stages)
+    row = f"| {name} | {K} | {BT} | {meta} | {warps} | {regs} | {spills} |"
+    return row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
+
+
+def delta_chunk_bwd(stages: int, sass: bool = False, only: str = ""):
     from kernels.delta_rule import triton_chunk_bwd as m
 
     bf = "*bf16"
@@ -64,12 +136,11 @@ def delta_chunk_bwd(stages: int):
                  dict(common, BC=16)),
             ]
             for name, kernel, types, consts in cases:
-                for meta, warps in m._TILES[name][0]:
-                    regs, spills = ptxas_usage(kernel, types | scalars, consts | meta, warps, stages)
-                    yield f"| {name} | {K} | {BT} | {meta} | {warps} | {regs} | {spills} |"
+                for meta, warps in m._TILES[name][0] if not only or name == only else ():
+                    yield _row(name, kernel, types | scalars, consts, K, BT, meta, warps, stages, sass)
 
 
-def delta_chunk_fwd(stages: int):
+def delta_chunk_fwd(stages: int, sass: bool = False, only: str = ""):
     from kernels.delta_rule import triton_chunk as m
 
     bf = "*bf16"
@@ -85,9 +156,8 @@ def delta_chunk_fwd(stages: int):
                 ("output", m._delta_rule_chunk_output, {n: bf for n in ("v", "Qe", "P", "h", "o")}, dict(common, V=K)),
             ]
             for name, kernel, types, consts in cases:
-                for meta, warps in m._TILES[name][0]:
-                    regs, spills = ptxas_usage(kernel, types | scalars, consts | meta, warps, stages)
-                    yield f"| {name} | {K} | {BT} | {meta} | {warps} | {regs} | {spills} |"
+                for meta, warps in m._TILES[name][0] if not only or name == only else ():
+                    yield _row(name, kernel, types | scalars, consts, K, BT, meta, warps, stages, sass)
 
 
 GROUPS = {"delta_chunk_bwd": delta_chunk_bwd, "delta_chunk_fwd": delta_chunk_fwd}
@@ -97,12 +167,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kernels", choices=sorted(GROUPS))
     ap.add_argument("--stages", type=int, default=2, help="num_stages (the 16-bit configs use 2)")
+    ap.add_argument("--sass", action="store_true", help="also each loop's SASS instruction mix (nvdisasm)")
+    ap.add_argument("--kernel", default="", help="only the kernels of this name (e.g. scores)")
     ap.add_argument("--out", default="", help="also write the table here")
     args = ap.parse_args()
-    lines = [f"ptxas (triton {triton.__version__}) sm_90a, bf16 inputs, num_stages={args.stages}", "",
-             "| kernel | K = V | BT | tile | warps | registers | spill stores (bytes) |", "|---|---|---|---|---|---|---|"]
+    head = "| kernel | K = V | BT | tile | warps | registers | spill stores (bytes) |" + (" SASS |" if args.sass else "")
+    lines = [f"ptxas (triton {triton.__version__}) sm_90a, bf16 inputs, num_stages={args.stages}", "", head,
+             "|" + "---|" * (head.count("|") - 1)]
     print("\n".join(lines), flush=True)
-    for row in GROUPS[args.kernels](args.stages):
+    for row in GROUPS[args.kernels](args.stages, args.sass, args.kernel):
         print(row, flush=True)
         lines.append(row)
     if args.out:

@@ -22,8 +22,9 @@ import importlib.util, sys
 spec = importlib.util.spec_from_file_location("ptxas_report", "scripts/ptxas_report.py")
 rep = importlib.util.module_from_spec(spec); spec.loader.exec_module(rep)
 from kernels.delta_rule import triton_chunk_bwd as m
-regs, spills = rep.ptxas_usage(m._delta_rule_chunk_bwd_dg, {"T": "i32", "NT": "i32"}, dict(H=2, K=16, BT=16, BK=16), 4, 1)
-print(regs, spills)
+regs, spills, cubin = rep.compile_sm90(m._delta_rule_chunk_bwd_dg, {"T": "i32", "NT": "i32"}, dict(H=2, K=16, BT=16, BK=16), 4, 1)
+total, loops = rep.sass_loops(rep.disassemble(cubin))
+print(sum(total.values()), total["EXIT"], regs, spills)
 """
 
 
@@ -32,5 +33,42 @@ def test_registers_of_one_kernel():
     env = dict(os.environ, TRITON_INTERPRET="0", PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", SNIPPET], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    regs, spills = map(int, out.stdout.split()[-2:])
+    instructions, exits, regs, spills = map(int, out.stdout.split()[-4:])
     assert 8 <= regs <= 255 and spills == 0
+    assert instructions > 20 and exits >= 1
+
+
+def _report_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ptxas_report", ROOT / "scripts" / "ptxas_report.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+SASS = """
+        /*0000*/                   LDC R1, c[0x0][0x28] ;
+        /*0010*/               @P0 EXIT ;
+.L_x_1:
+        /*0020*/                   SHFL.BFLY PT, R3, R2, 0x1, 0x1f ;
+.L_x_0:
+        /*0030*/                   FFMA R4, R3, R3, R4 ;
+        /*0040*/              @!P1 BRA `(.L_x_0) ;
+        /*0050*/                   MUFU.EX2 R5, R4 ;
+        /*0060*/               @P2 BRA `(.L_x_1) ;
+        /*0070*/               @P3 BRA `(.L_x_2) ;
+        /*0080*/                   EXIT ;
+.L_x_2:
+        /*0090*/                   BRA `(.L_x_2);
+"""
+
+
+def test_sass_loops_are_the_backward_branches():
+    rep = _report_module()
+    total, loops = rep.sass_loops(SASS)
+    assert sum(total.values()) == 10 and total["EXIT"] == 2 and total["BRA"] == 4
+    # the inner loop (0x30-0x40), the outer one around it (0x20-0x60); the forward branch and the trap are no loops
+    assert [(a, b, sum(ops.values())) for a, b, ops in loops] == [(0x20, 0x60, 5), (0x30, 0x40, 2)]
+    assert loops[0][2]["SHFL"] == 1 and loops[0][2]["MUFU"] == 1
+    assert "loop 0x20-0x60: 5 (" in rep.fmt_sass(SASS)
