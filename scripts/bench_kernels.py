@@ -537,15 +537,16 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
     def ours():
         return fused_recurrent_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True)
 
-    def ours_chunk():
-        return chunk_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True)
+    def chunked(bt):
+        return lambda: chunk_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True, bt)
 
     def chk(fn):
         o, s = fn()
         return max(rel_err(o, ref[0]), rel_err(s, ref[1]))
 
-    entries = [("ours chunked", ours_chunk, lambda: chk(ours_chunk), BF16_TOL, True),
-               ("ours fused_recurrent", ours, lambda: chk(ours), BF16_TOL, True)]
+    # the chunk lengths side by side: BT=16 is one sub-chunk (no solve across blocks), 64 the fewest walk steps
+    entries = [(f"ours chunked BT={bt}", chunked(bt), lambda bt=bt: chk(chunked(bt)), BF16_TOL, True) for bt in (16, 32, 64)]
+    entries.append(("ours fused_recurrent", ours, lambda: chk(ours), BF16_TOL, True))
     if "fla" in P:
         fr, fc = P["fla"]["rwkv7_recurrent"], P["fla"]["rwkv7_chunk"]
 
