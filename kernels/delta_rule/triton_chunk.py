@@ -23,10 +23,13 @@ Four launches:
    (``A_xy[t, i] = Σ_k x_tk y_ik exp(Gx_tk − G_ik)``), written block by block (fp32, ``[B·H, NT, BT, BT]``;
    blocks above the diagonal and rows past T are left unwritten: every reader masks them). Blocks left of
    the diagonal refer both factors to ``G`` at the row before the sub-chunk (``= G⁻`` at its first row, ≥
-   every ``G``/``G⁻`` of the sub-chunk, ≤ every earlier ``G``), so both exponents are ≤ 0; the diagonal
-   block takes the pairwise decays as ``[BC, BC, 16]`` tiles (K in steps of 16) with the difference masked
-   to ``-inf`` before the exp. The diagonal block of ``A_ab`` is stored inverted, ``(I − A_ab,ii)⁻¹``: its
-   4 × 4 diagonal blocks by forward substitution in registers, then the same product form as in 2.
+   every ``G``/``G⁻`` of the sub-chunk, ≤ every earlier ``G``), so both exponents are ≤ 0. The diagonal
+   block takes the same products (then masked) while the sub-chunk's decay range ``d`` (max over K of the
+   reference minus ``G`` at its last row) is at most ``FACTORED_RANGE`` = 40, its column factors then within
+   e^40; past that it takes the pairwise decays as ``[BC, BC, 16]`` tiles (K in steps of 16) with the
+   difference masked to ``-inf`` before the exp, ~5× the instructions (kernels/NOTES.md 37). The diagonal
+   block of ``A_ab`` is stored inverted, ``(I − A_ab,ii)⁻¹``: its 4 × 4 diagonal blocks by forward
+   substitution in registers, then the same product form as in 2.
 2. ``_delta_rule_chunk_solve``, grid (chunks, batch·head), all independent: with ``D⁻¹`` the inverted
    diagonal blocks and ``N`` the blocks left of them, ``L = (I − D⁻¹N)⁻¹ D⁻¹ = (I + X²)(I + X) D⁻¹``,
    ``X = D⁻¹N`` (nilpotent: ``X^{BT/BC} = 0``; a block-level forward substitution written as products, so
@@ -44,14 +47,16 @@ chunk. With fp32 inputs every product is IEEE fp32 (matches the reference to ~1e
 small products stay IEEE (fewer registers than tf32 MMA at 16 × 16) and the solve and walk use tf32 on fp32
 tiles. Only what the output alone reads (``q_eff``, ``P``, ``h``) is stored in the inputs' dtype, whose
 products then use tensor cores in that dtype, as the GLA and SSD output kernels do. No factor is ever ``exp``
-of a positive number (for ``g ≤ 0``), so strong decays stay finite.
+of more than ``FACTORED_RANGE`` (for ``g ≤ 0``; the factored diagonal blocks' column factors are the only
+positive exponents), so strong decays stay finite.
 
 Measured (H200, 2026-12-01, bf16, K = V, median of ``do_bench``; correctness-gated against the fp32 reference,
 rel. err 2.4e-3 where fla's ``chunk_rwkv7`` gives 3.0e-3): B=1 T=4096 H=16 K=64 722 µs (BT = 32; 811 µs at
 BT = 64), 3.3× the fused-recurrent kernel (2397 µs), fla ``chunk_rwkv7`` 755 µs; B=2 T=4096 H=16 K=128 2151 µs,
 1.2× the fused-recurrent (2572 µs); but B=8 T=2048 H=16 K=64 1808 µs, 0.70× the fused-recurrent (1263 µs) and
-0.54× fla (974 µs). The scores kernel is the cost once batch·heads fill the GPU (1129 of the 1808 µs: the
-``[BC, BC, 16]`` diagonal tiles, exp-bound and converted between layouts), the walk at batch 1 (294 of 722 µs).
+0.54× fla (974 µs). The scores kernel was the cost once batch·heads fill the GPU (1129 of the 1808 µs: the
+``[BC, BC, 16]`` diagonal tiles, whose K reductions are warp shuffles); with factored diagonal blocks it takes
+656 µs and the whole forward 1336 µs at B=8 (0.77× fla's 968 µs). The walk is the cost at batch 1 (294 of 722 µs).
 
 Backward: :mod:`kernels.delta_rule.triton_chunk_bwd` (chunked, from what this forward keeps: ``G``, ``L``, ``M``,
 ``Q_b``, ``Ã``, ``b_out``, ``k_eff``, ``q_eff``, ``P``, ``h``). ``triton_backward=False`` keeps the fallback that
