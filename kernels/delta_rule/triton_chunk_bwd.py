@@ -16,8 +16,10 @@ what its kernels already formed: ``G``, the UT transform ``L`` and ``M = L A_ak`
    sub-chunk's rows, the direct terms ``dr Sᵀ``, ``dÕ Sᵀ``, ``u dS'ᵀ``, ``v dS'ᵀ`` (a loop over V), then the decayed
    scores' gradients (rows: ``dx_t = Σ_i dA[t, i] y_i e^{gx_t − G_i}``; columns: ``dy_i = Σ_t dA[t, i] x_t
    e^{gx_t − G_i}``). Blocks off the diagonal refer both factors to one row of ``G`` so that neither exponent is
-   positive (the row before the sub-chunk for rows, its last row for columns); the diagonal block walks its 16
-   columns (rows) with the exponent masked to ``−inf`` before the exp. Stores ``dq``, ``dk``, ``da``, ``db`` and the
+   positive (the row before the sub-chunk for rows, its last row for columns). The diagonal block joins those
+   products, masked, while the sub-chunk's decay range over the program's K block is at most ``FACTORED_RANGE``
+   (factors within e^40, as in the forward's scores); past it, it walks its 16 columns (rows) with the exponent
+   masked to ``−inf`` before the exp. Stores ``dq``, ``dk``, ``da``, ``db`` and the
    log-decay terms ``X = q dq − b db − k dk + a da``, ``Y = a da`` and ``c = b̄ db̄ + k̄ dk̄`` per step, ``w =
    e^{G_last} Σ_v S ⊙ dS'`` per chunk.
 4. ``_delta_rule_chunk_bwd_dg``, grid (K block, chunk, batch·head): ``dg_s = Σ_{t≥s} X_t − Y_s + Σ_t c_t + w``.
