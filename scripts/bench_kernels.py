@@ -537,8 +537,8 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
     def ours():
         return fused_recurrent_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True)
 
-    def chunked(bt):
-        return lambda: chunk_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True, bt)
+    def chunked(bt, fuse=False):
+        return lambda: chunk_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True, bt, fuse_scores=fuse)
 
     def chk(fn):
         o, s = fn()
@@ -546,6 +546,9 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
 
     # the chunk lengths side by side: BT=16 is one sub-chunk (no solve across blocks), 64 the fewest walk steps
     entries = [(f"ours chunked BT={bt}", chunked(bt), lambda bt=bt: chk(chunked(bt)), BF16_TOL, True) for bt in (16, 32, 64)]
+    # fuse_scores: the solve forms each chunk's scores itself (kernels/NOTES.md 38)
+    entries += [(f"ours chunked BT={bt} fused", chunked(bt, True), lambda bt=bt: chk(chunked(bt, True)), BF16_TOL, True)
+                for bt in (16, 32)]
     entries.append(("ours fused_recurrent", ours, lambda: chk(ours), BF16_TOL, True))
     if "fla" in P:
         fr, fc = P["fla"]["rwkv7_recurrent"], P["fla"]["rwkv7_chunk"]
@@ -562,8 +565,8 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
 
 
 def bench_rwkv_prefill_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
-    """Delta-rule (RWKV-7) forward + backward: our chunked pair (chunks of 16, 32 and 64), our fused-recurrent pair and
-    fla's chunk_rwkv7, all on the same values."""
+    """Delta-rule (RWKV-7) forward + backward: our chunked pair (chunks of 16, 32 and 64; 16 and 32 also with
+    ``fuse_scores``), our fused-recurrent pair and fla's chunk_rwkv7, all on the same values."""
     B, T, H, D = shape
     q, k, v, g, a, b, _, _ = rwkv_inputs(B, T, H, D)
     do = torch.randn_like(v)
@@ -579,12 +582,14 @@ def bench_rwkv_prefill_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
     def chk(fn):
         return max(rel_err(x, y) for x, y in zip(fb(fn), ref, strict=True))
 
-    def chunked(bt):
-        return lambda *x: triton_chunk_delta_rule(*x, 1.0, None, False, bt)
+    def chunked(bt, fuse=False):
+        return lambda *x: triton_chunk_delta_rule(*x, 1.0, None, False, bt, fuse_scores=fuse)
 
     tri = lambda *x: triton_fused_recurrent_delta_rule(*x, 1.0, None, False)  # noqa: E731
     entries = [(f"ours chunked BT={bt}", lambda bt=bt: fb(chunked(bt)), lambda bt=bt: chk(chunked(bt)), BF16_TOL, True)
                for bt in (16, 32, 64)]
+    entries += [(f"ours chunked BT={bt} fused", lambda bt=bt: fb(chunked(bt, True)), lambda bt=bt: chk(chunked(bt, True)),
+                 BF16_TOL, True) for bt in (16, 32)]
     entries.append(("ours fused-recurrent", lambda: fb(tri), lambda: chk(tri), BF16_TOL, True))
     if "fla" in P:
         fc = P["fla"]["rwkv7_chunk"]

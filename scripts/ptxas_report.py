@@ -3,7 +3,8 @@
 Compiles each GPU config of the chosen kernels through Triton's CUDA backend to PTX, runs the ``ptxas`` Triton
 ships with ``-v`` and prints registers per thread and spill-store bytes. A config at 255 registers with spills
 trades occupancy and local-memory traffic for its tile size; this is how kernels/NOTES.md's register counts are
-taken. Kernel groups: ``delta_chunk_fwd`` (the chunked delta-rule forward: scores, solve, states, output) and
+taken. Kernel groups: ``delta_chunk_fwd`` (the chunked delta-rule forward: scores, solve, ``solve+fused`` (the
+solve forming the scores itself, ``fuse_scores``), states, output) and
 ``delta_chunk_bwd`` (its backward: dstates, bwd_v, bwd_k).
 
 ``--sass`` also disassembles each cubin with the ``nvdisasm`` Triton ships and prints, per loop (a backward
@@ -48,6 +49,8 @@ def compile_sm90(kernel, types: dict, constexprs: dict, num_warps: int, num_stag
     fn = kernel
     while not isinstance(fn, JITFunction):  # an autotuner (or heuristics) wraps the jit function
         fn = fn.fn
+    # constexpr parameters left out take their defaults (else they would compile as pointer arguments)
+    constexprs = {p.name: p.default for p in fn.params if p.is_constexpr and p.has_default} | constexprs
     signature = {n: "constexpr" if n in constexprs else types.get(n, "*fp32") for n in fn.arg_names}
     compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=TARGET,
                               options={"num_warps": num_warps, "num_stages": num_stages})
@@ -120,13 +123,13 @@ def _row(name, kernel, types, consts, K, BT, meta, warps, stages, sass) -> str:
     return row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
 
 
-def delta_chunk_bwd(stages: int, sass: bool = False, only: str = ""):
+def delta_chunk_bwd(stages: int, sass: bool = False, only: str = "", quick: bool = False):
     from kernels.delta_rule import triton_chunk_bwd as m
 
     bf = "*bf16"
     scalars = {"scale": "fp32", "T": "i32", "NT": "i32", "BH_BUCKET": "i32"}
-    for K in (64, 128):
-        for BT in (16, 32, 64):
+    for K in (64,) if quick else (64, 128):
+        for BT in (32,) if quick else (16, 32, 64):
             common = dict(H=16, K=K, V=K, BT=BT, IS_FP32=False)
             cases = [
                 ("dstates", m._delta_rule_chunk_dstates, {"do": bf, "Qe": bf},
@@ -136,27 +139,31 @@ def delta_chunk_bwd(stages: int, sass: bool = False, only: str = ""):
                  dict(common, BC=16)),
             ]
             for name, kernel, types, consts in cases:
-                for meta, warps in m._TILES[name][0] if not only or name == only else ():
+                tiles = m._TILES[name.split("+")[0]][0][:1 if quick else None]
+                for meta, warps in tiles if not only or name == only else ():
                     yield _row(name, kernel, types | scalars, consts, K, BT, meta, warps, stages, sass)
 
 
-def delta_chunk_fwd(stages: int, sass: bool = False, only: str = ""):
+def delta_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool = False):
     from kernels.delta_rule import triton_chunk as m
 
     bf = "*bf16"
     scalars = {"scale": "fp32", "T": "i32", "NT": "i32", "BH_BUCKET": "i32"}
-    for K in (64, 128):
-        for BT in (16, 32, 64):
+    for K in (64,) if quick else (64, 128):
+        for BT in (32,) if quick else (16, 32, 64):
             common = dict(H=16, K=K, BT=BT, IS_FP32=False)
             cases = [
                 ("scores", m._delta_rule_chunk_scores, {n: bf for n in ("q", "k", "a", "b")}, dict(common, BC=16, BKD=16)),
                 ("solve", m._delta_rule_chunk_solve, {n: bf for n in ("q", "k", "a", "b", "Qe", "P")}, dict(common, BC=16)),
+                ("solve+fused", m._delta_rule_chunk_solve, {n: bf for n in ("q", "k", "a", "b", "Qe", "P")},
+                 dict(common, BC=16, FUSED=True, SAVE_LM=True)),
                 ("states", m._delta_rule_chunk_states, {"v": bf, "h": bf},
                  dict(common, V=K, BK=triton.next_power_of_2(K), HAS_H0=True, STORE_FINAL=True)),
                 ("output", m._delta_rule_chunk_output, {n: bf for n in ("v", "Qe", "P", "h", "o")}, dict(common, V=K)),
             ]
             for name, kernel, types, consts in cases:
-                for meta, warps in m._TILES[name][0] if not only or name == only else ():
+                tiles = m._TILES[name.split("+")[0]][0][:1 if quick else None]
+                for meta, warps in tiles if not only or name == only else ():
                     yield _row(name, kernel, types | scalars, consts, K, BT, meta, warps, stages, sass)
 
 
@@ -169,13 +176,14 @@ def main() -> None:
     ap.add_argument("--stages", type=int, default=2, help="num_stages (the 16-bit configs use 2)")
     ap.add_argument("--sass", action="store_true", help="also each loop's SASS instruction mix (nvdisasm)")
     ap.add_argument("--kernel", default="", help="only the kernels of this name (e.g. scores)")
+    ap.add_argument("--quick", action="store_true", help="K = 64, BT = 32 and each kernel's first tile only")
     ap.add_argument("--out", default="", help="also write the table here")
     args = ap.parse_args()
     head = "| kernel | K = V | BT | tile | warps | registers | spill stores (bytes) |" + (" SASS |" if args.sass else "")
     lines = [f"ptxas (triton {triton.__version__}) sm_90a, bf16 inputs, num_stages={args.stages}", "", head,
              "|" + "---|" * (head.count("|") - 1)]
     print("\n".join(lines), flush=True)
-    for row in GROUPS[args.kernels](args.stages, args.sass, args.kernel):
+    for row in GROUPS[args.kernels](args.stages, args.sass, args.kernel, args.quick):
         print(row, flush=True)
         lines.append(row)
     if args.out:

@@ -79,6 +79,7 @@ from kernels.gla.triton_chunk import _dot, prepare_inputs
 __all__ = ["triton_chunk_delta_rule", "chunk_delta_rule_fwd", "CHUNKS", "MAX_K"]
 
 CHUNKS = (16, 32, 64)  # the chunk lengths BT the kernels take; (I + X)(I + X²) covers up to 4 sub-chunks
+FUSED_CHUNKS = (16, 32)  # those the solve may form the scores for itself (fuse_scores)
 SUB_CHUNK = 16
 MAX_K = 256  # the state walk holds all of K in one program
 # The largest decay range (max over K of G at a sub-chunk's reference row minus G at its last row) for which its
@@ -148,10 +149,11 @@ _gpu_configs, _configs, _by_precision = _TABLE.gpu_configs, _TABLE.configs, _TAB
 
 @triton.jit
 def _unit_lower_inverse(A, BC: tl.constexpr):
-    """``(I − A)⁻¹`` of a strictly lower ``[BC, BC]`` fp32 tile (BC = 16). Its 4 × 4 diagonal blocks ``D⁻¹`` by forward
-    substitution, the four at once (``L_r = e_r + Σ_{j<r} A_rj L_j``, rows ``j < r`` final when row ``r`` is
-    formed: 3 dependent steps rather than 15), then across blocks ``(I + X²)(I + X) D⁻¹``, ``X = D⁻¹ N`` with
-    ``N`` the part of ``A`` left of the diagonal blocks (``X⁴ = 0``)."""
+    """``(I − A)⁻¹`` of a strictly lower ``[BC, BC]`` fp32 tile (BC = 16, 32 or 64; IEEE products). Its 4 × 4
+    diagonal blocks ``D⁻¹`` by forward substitution, all at once (``L_r = e_r + Σ_{j<r} A_rj L_j``, rows ``j < r``
+    final when row ``r`` is formed: 3 dependent steps rather than BC − 1), then across blocks
+    ``… (I + X⁴)(I + X²)(I + X) D⁻¹``, ``X = D⁻¹ N`` with ``N`` the part of ``A`` left of the diagonal blocks
+    (``X^{BC/4} = 0``: two factors at BC = 16, three at 32, four at 64)."""
     o = tl.arange(0, BC)
     rows, cols = o[:, None], o[None, :]
     same = rows // 4 == cols // 4
@@ -164,7 +166,12 @@ def _unit_lower_inverse(A, BC: tl.constexpr):
         D = tl.where(sel & same, D + tl.sum(a_r[:, None] * D, axis=0)[None, :], D)
     X = tl.dot(D, tl.where(cols // 4 < rows // 4, A, 0.0), input_precision="ieee")
     L = D + tl.dot(X, D, input_precision="ieee")
-    return L + tl.dot(tl.dot(X, X, input_precision="ieee"), L, input_precision="ieee")
+    Xp = X
+    for i in tl.static_range(3):
+        if BC > (8 << i):  # X^(2^(i+1)) ≠ 0
+            Xp = tl.dot(Xp, Xp, input_precision="ieee")
+            L = L + tl.dot(Xp, L, input_precision="ieee")
+    return L
 
 
 @triton.jit
@@ -257,6 +264,48 @@ def _pairwise_scores(
     return acc_ab, acc_ak, acc_qb, acc_qk
 
 
+@triton.jit
+def _chunk_decay_range(G, row_e, K: tl.constexpr, BK: tl.constexpr):
+    """max over K of −G at a chunk's last row ``row_e``: the log-decay the whole chunk spans (G⁻ is 0 at its first
+    step). Scores and solve decide from the same loads, so they agree on which chunks the solve forms itself."""
+    d = tl.zeros([], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        d = tl.maximum(d, tl.max(-tl.load(G + row_e * K + o_k, mask=o_k < K, other=0.0), axis=0))
+    return d
+
+
+@triton.jit
+def _chunk_scores(
+    q, k, a, b, G, row_x, m_t, row_g, m_prev, H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr,
+    BK: tl.constexpr, IS_FP32: tl.constexpr,
+):
+    """A whole chunk's four scores at once, unmasked: ``a e^{G⁻}`` and ``q e^{G}`` (≤ 1) against ``b e^{−G}`` and
+    ``k e^{−G}`` (≤ e^d, d the chunk's decay range), products over K blocks (tf32 for 16-bit inputs, as the
+    solve's other products)."""
+    acc_ab = tl.zeros([BT, BT], dtype=tl.float32)
+    acc_ak = tl.zeros([BT, BT], dtype=tl.float32)
+    acc_qb = tl.zeros([BT, BT], dtype=tl.float32)
+    acc_qk = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        m_x = m_t[:, None] & m_k[None, :]
+        p_x = row_x[:, None] * K + o_k[None, :]
+        b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        b_Gx = tl.load(G + (row_g[:, None] - H) * K + o_k[None, :], mask=m_prev[:, None] & m_k[None, :], other=0.0)
+        b_ar = tl.load(a + p_x, mask=m_x, other=0.0).to(tl.float32) * tl.exp(b_Gx)
+        b_qr = tl.load(q + p_x, mask=m_x, other=0.0).to(tl.float32) * tl.exp(b_G)
+        f = tl.exp(-b_G)
+        b_br = tl.trans(tl.load(b + p_x, mask=m_x, other=0.0).to(tl.float32) * f)
+        b_kr = tl.trans(tl.load(k + p_x, mask=m_x, other=0.0).to(tl.float32) * f)
+        acc_ab += _dot(b_ar, b_br, IS_FP32)
+        acc_ak += _dot(b_ar, b_kr, IS_FP32)
+        acc_qb += _dot(b_qr, b_br, IS_FP32)
+        acc_qk += _dot(b_qr, b_kr, IS_FP32)
+    return acc_ab, acc_ak, acc_qb, acc_qk
+
+
 @triton.autotune(
     configs=_configs("scores"), key=["K", "BT", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision("scores")}
 )
@@ -264,7 +313,7 @@ def _pairwise_scores(
 def _delta_rule_chunk_scores(
     q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT,
     H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BKD: tl.constexpr,
-    IS_FP32: tl.constexpr,
+    IS_FP32: tl.constexpr, SKIP_FACTORED: tl.constexpr = False,
 ):
     i_c, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = (i_bh // H).to(tl.int64), i_bh % H
@@ -273,6 +322,9 @@ def _delta_rule_chunk_scores(
     r0 = i_n * BT + i_c * BC  # time of the sub-chunk's first row
     if r0 >= T:  # padding only (the last chunk's tail): every reader masks rows ≥ T
         return
+    if SKIP_FACTORED:  # the fused solve forms the scores of every chunk within FACTORED_RANGE itself
+        if _chunk_decay_range(G, (i_b * TP + i_n * BT + BT - 1) * H + i_h, K, BK) <= FACTORED_RANGE:
+            return
     t_i = r0 + o_c
     m_i = t_i < T
     row_x = (i_b * T + t_i) * H + i_h  # rows of this sub-chunk in the [B·T·H, K] views of q, k, a, b
@@ -320,6 +372,18 @@ def _delta_rule_chunk_scores(
     tl.store(Q_k + p_blk, acc_qk)
 
 
+@triton.jit
+def _assembled_inverse(A_ab, p_sq, lower, blk_r, blk_c, BT: tl.constexpr, BC: tl.constexpr, IS_FP32: tl.constexpr):
+    """L = (I − A_ab)⁻¹ of a chunk from the scores kernel's inverted diagonal blocks D⁻¹ and the blocks N left of
+    them: L = (I + X²)(I + X) D⁻¹ with X = D⁻¹N (X² = 0 for two sub-chunks)."""
+    b_Di = tl.load(A_ab + p_sq, mask=lower & (blk_r == blk_c), other=0.0)
+    b_X = _dot(b_Di, tl.load(A_ab + p_sq, mask=lower & (blk_c < blk_r), other=0.0), IS_FP32)
+    b_L = b_Di + _dot(b_X, b_Di, IS_FP32)
+    if BT // BC > 2:
+        b_L += _dot(_dot(b_X, b_X, IS_FP32), b_L, IS_FP32)
+    return b_L
+
+
 @triton.autotune(
     configs=_configs("solve"), key=["K", "BT", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision("solve")}
 )
@@ -327,7 +391,7 @@ def _delta_rule_chunk_scores(
 def _delta_rule_chunk_solve(
     q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, Ae, Bo, Ke, Qe, P, Ls, Ms, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, IS_FP32: tl.constexpr,
-    SAVE_LM: tl.constexpr = False,
+    SAVE_LM: tl.constexpr = False, FUSED: tl.constexpr = False,
 ):
     i_n, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = (i_bh // H).to(tl.int64), i_bh % H
@@ -340,19 +404,31 @@ def _delta_rule_chunk_solve(
     # rows past T were not written (zero there: L, M and P get zero rows, so do Ã and q_eff)
     lower = (cols <= rows) & m_t[:, None]
     p_sq = (i_bh.to(tl.int64) * NT + i_n) * BT * BT + rows * BT + cols
-    # L = (I − A_ab)⁻¹ from the inverted diagonal blocks D⁻¹ and the blocks N left of them:
-    # L = (I + X²)(I + X) D⁻¹ with X = D⁻¹N (X² = 0 for two sub-chunks)
-    b_Di = tl.load(A_ab + p_sq, mask=lower & (blk_r == blk_c), other=0.0)
-    b_X = _dot(b_Di, tl.load(A_ab + p_sq, mask=lower & (blk_c < blk_r), other=0.0), IS_FP32)
-    b_L = b_Di + _dot(b_X, b_Di, IS_FP32)
-    if BT // BC > 2:
-        b_L += _dot(_dot(b_X, b_X, IS_FP32), b_L, IS_FP32)
-    b_M = _dot(b_L, tl.load(A_ak + p_sq, mask=lower & (cols < rows), other=0.0), IS_FP32)
+    row_x = (i_b * T + t) * H + i_h
+    row_g = (i_b * TP + t) * H + i_h
+    if FUSED:
+        # the chunk's scores formed here when its decay range allows (the scores kernel skipped the chunk),
+        # else read as the split path reads them
+        if _chunk_decay_range(G, (i_b * TP + i_n * BT + BT - 1) * H + i_h, K, BK) <= FACTORED_RANGE:
+            b_Aab, b_Aak, b_Qb, b_Qk = _chunk_scores(q, k, a, b, G, row_x, m_t, row_g, o_t > 0, H, K, BT, BK, IS_FP32)
+            b_L = _unit_lower_inverse(tl.where(cols < rows, b_Aab, 0.0), BT)
+            b_Aak = tl.where(lower & (cols < rows), b_Aak, 0.0)
+            b_Qb = tl.where(lower, b_Qb, 0.0)
+            b_Qk = tl.where(lower, b_Qk, 0.0)
+            if SAVE_LM:  # the backward reads Q_b
+                tl.store(Q_b + p_sq, b_Qb)
+        else:
+            b_L = _assembled_inverse(A_ab, p_sq, lower, blk_r, blk_c, BT, BC, IS_FP32)
+            b_Aak = tl.load(A_ak + p_sq, mask=lower & (cols < rows), other=0.0)
+            b_Qb = tl.load(Q_b + p_sq, mask=lower, other=0.0)
+            b_Qk = tl.load(Q_k + p_sq, mask=lower, other=0.0)
+    else:
+        b_L = _assembled_inverse(A_ab, p_sq, lower, blk_r, blk_c, BT, BC, IS_FP32)
+        b_Aak = tl.load(A_ak + p_sq, mask=lower & (cols < rows), other=0.0)
+    b_M = _dot(b_L, b_Aak, IS_FP32)
     if SAVE_LM:  # for the backward (buffers of their own: the autotuner reruns this kernel on the same scores)
         tl.store(Ls + p_sq, b_L)
         tl.store(Ms + p_sq, b_M)
-    row_x = (i_b * T + t) * H + i_h
-    row_g = (i_b * TP + t) * H + i_h
     row_o = i_bh.to(tl.int64) * TP + t  # rows of the [B·H, NT·BT, K] outputs
     b_Gl_row = (i_b * TP + i_n * BT + BT - 1) * H + i_h
     # Two passes over K, so that only two [BT, BT] matrices stay live across a loop: (L, M), then (L, Q_b L).
@@ -370,8 +446,10 @@ def _delta_rule_chunk_solve(
         p_o = row_o[:, None] * K + o_k[None, :]
         tl.store(Bo + p_o, b_bo, mask=m_k[None, :])
         tl.store(Ke + p_o, _dot(b_Mt, b_bo, IS_FP32) + b_k * decay, mask=m_k[None, :])
-    b_Qb = tl.load(Q_b + p_sq, mask=lower, other=0.0)
-    b_Pv = _dot(b_Qb, b_M, IS_FP32) + tl.load(Q_k + p_sq, mask=lower, other=0.0)
+    if not FUSED:  # loaded only now: two [BT, BT] matrices fewer live across the loop above
+        b_Qb = tl.load(Q_b + p_sq, mask=lower, other=0.0)
+        b_Qk = tl.load(Q_k + p_sq, mask=lower, other=0.0)
+    b_Pv = _dot(b_Qb, b_M, IS_FP32) + b_Qk
     tl.store(P + p_sq, (b_Pv * scale).to(P.dtype.element_ty))
     b_QL = _dot(b_Qb, b_L, IS_FP32)  # q_eff = scale · (q ⊙ exp(G) + Q_b Ã), Ã = L (a ⊙ exp(G⁻))
     for i_k in range(tl.cdiv(K, BK)):
@@ -473,6 +551,7 @@ def chunk_delta_rule_fwd(
     output_final_state: bool = True,
     chunk_size: int = 32,
     saved: dict | None = None,
+    fuse_scores: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """The forward launches alone (no autograd). Arguments and returns as :func:`triton_chunk_delta_rule`.
 
@@ -486,6 +565,11 @@ def chunk_delta_rule_fwd(
         raise ValueError(f"chunk_delta_rule: K={K} > {MAX_K}; the state walk holds all of K in one program")
     if chunk_size not in CHUNKS:
         raise ValueError(f"chunk_delta_rule: chunk_size={chunk_size}; the Triton kernels take one of {CHUNKS}")
+    if fuse_scores and chunk_size not in FUSED_CHUNKS:
+        raise ValueError(
+            f"chunk_delta_rule: fuse_scores needs chunk_size in {FUSED_CHUNKS}, got {chunk_size} (at 64 the fused "
+            "solve spills 3-10 KB of registers per thread on sm_90: scripts/ptxas_report.py delta_chunk_fwd)"
+        )
     if initial_state is not None and initial_state.shape != (B, H, K, V):
         raise ValueError(f"chunk_delta_rule: initial_state {tuple(initial_state.shape)} must be [B, H, K, V] = {(B, H, K, V)}")
     out_dtype = v.dtype
@@ -510,10 +594,11 @@ def chunk_delta_rule_fwd(
     if NT:
         _delta_rule_chunk_scores[(BT // SUB_CHUNK, NT, BH)](
             q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT, H=H, K=K, BT=BT, BC=SUB_CHUNK, BKD=16, IS_FP32=IS_FP32,
+            SKIP_FACTORED=fuse_scores,
         )
         _delta_rule_chunk_solve[(NT, BH)](
             q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, Ae, Bo, Ke, Qe, P, Ls, Ms, float(scale), T, NT,
-            H=H, K=K, BT=BT, BC=SUB_CHUNK, IS_FP32=IS_FP32, SAVE_LM=saved is not None,
+            H=H, K=K, BT=BT, BC=SUB_CHUNK, IS_FP32=IS_FP32, SAVE_LM=saved is not None, FUSED=fuse_scores,
         )
     _delta_rule_chunk_states[lambda meta: (triton.cdiv(V, meta["BV"]), BH)](
         v, G, Ae, Bo, Ke, h, h0, hT, T, NT, min(triton.next_power_of_2(BH), 4096),
@@ -540,6 +625,7 @@ def triton_chunk_delta_rule(
     output_final_state: bool = True,
     chunk_size: int = 32,
     triton_backward: bool = True,
+    fuse_scores: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """Whole-sequence generalized delta rule: chunked Triton forward and backward.
 
@@ -551,16 +637,24 @@ def triton_chunk_delta_rule(
         triton_backward: gradients from the chunked Triton backward (:mod:`kernels.delta_rule.triton_chunk_bwd`,
             default); False recomputes them through the reference :func:`naive_chunk_delta_rule` under autograd
             (slower, for cross-checks).
+        fuse_scores: the solve forms the scores of each chunk whose decay range is within ``FACTORED_RANGE``
+            itself, as whole-chunk products, and the scores kernel skips those chunks (an experiment beside the
+            default split: one fewer write and read of four ``[BT, BT]`` fp32 matrices per chunk; NOTES 38).
+            ``chunk_size`` 16 or 32.
     Returns:
         o ``[B, T, H, V]`` in v's dtype, final state ``[B, H, K, V]`` fp32 (or None).
     """
     if triton_backward:
         tensors = (q, k, v, g, a, b, initial_state)
         if not tracks_grad(*tensors):
-            return chunk_delta_rule_fwd(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
+            return chunk_delta_rule_fwd(
+                q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size, fuse_scores=fuse_scores
+            )
         from kernels.delta_rule.triton_chunk_bwd import ChunkDeltaRuleFunction
 
-        return ChunkDeltaRuleFunction.apply(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
+        return ChunkDeltaRuleFunction.apply(
+            q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size, fuse_scores
+        )
     return reference_differentiable(
         chunk_delta_rule_fwd, "chunk_delta_rule", q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size, True
     )

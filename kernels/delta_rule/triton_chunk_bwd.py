@@ -405,14 +405,17 @@ def chunk_delta_rule_bwd(
 class ChunkDeltaRuleFunction(torch.autograd.Function):
     """Chunked Triton forward (keeping its intermediates) and chunked Triton backward.
 
-    ``apply(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size) -> (o, final_state)``.
+    ``apply(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size, fuse_scores=False)
+    -> (o, final_state)``.
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size):
+    def forward(ctx, q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size, fuse_scores=False):
         _check(q, k, v, g, a, b, "chunk_delta_rule")
         saved: dict = {}
-        o, hT = chunk_delta_rule_fwd(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size, saved=saved)
+        o, hT = chunk_delta_rule_fwd(
+            q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size, saved=saved, fuse_scores=fuse_scores
+        )
         names = sorted(n for n in saved if isinstance(saved[n], Tensor))
         ctx.save_for_backward(q, k, v, g, a, b, *(saved[n] for n in names))
         ctx.names, ctx.BT, ctx.scale, ctx.h0_dtype = names, saved["BT"], scale, None
@@ -434,4 +437,4 @@ class ChunkDeltaRuleFunction(torch.autograd.Function):
         )
         if dh0 is not None:
             dh0 = dh0.to(ctx.h0_dtype)
-        return dq, dk, dv, dg, da, db, None, dh0, None, None
+        return dq, dk, dv, dg, da, db, None, dh0, None, None, None

@@ -142,6 +142,8 @@ def test_rejects_bad_arguments(device):
         chunk_delta_rule_fwd(big, big, v, big, big, big)
     with pytest.raises(ValueError, match="chunk_size=8"):
         chunk_delta_rule_fwd(q, k, v, g, a, b, chunk_size=8)
+    with pytest.raises(ValueError, match="fuse_scores needs chunk_size in"):
+        triton_chunk_delta_rule(q, k, v, g, a, b, chunk_size=64, fuse_scores=True)
     with pytest.raises(ValueError, match="initial_state"):
         chunk_delta_rule_fwd(q, k, v, g, a, b, initial_state=torch.zeros(1, 1, 12, 21, device=device))
     with pytest.raises(ValueError, match="b "):
@@ -217,6 +219,29 @@ def test_every_gpu_config_in_bounds(run, chunk_size):
     with guards.allocations(), only_configs(*run):
         o, hT = chunk_delta_rule_fwd(*map(guards, inputs[:6]), SCALE, guards(inputs[6]), True, chunk_size)
     guards.check(", ".join(f"{kernel.base_fn.__name__} {cfg.kwargs}" for kernel, cfg in run))
+    assert_close("o", o, o_ref, FP32_TOL)
+    assert_close("final", hT, h_ref, FP32_TOL)
+
+
+@pytest.mark.parametrize("chunk_size", chunk.FUSED_CHUNKS)
+@pytest.mark.parametrize("saved", [False, True])
+def test_fused_scores_in_bounds(chunk_size, saved):
+    """``fuse_scores`` inside NaN guard bands (the interpreter's configs): chunks formed in the solve leave their
+    score blocks unread (and write Q_b when the backward's intermediates are kept); weak decays (every chunk formed)
+    and strong ones (none) in one batch."""
+    dev = torch.device("cpu")
+    B, H, K, V = 2, 2, 12, 20
+    T = 2 * chunk_size + 3
+    inputs = [t.detach() for t in _inputs(B, T, H, K, V, True, dev)]
+    inputs[3][1] = -5.0 + 0.5 * torch.rand_like(inputs[3][1])  # the second sequence's chunks span ≥ 64
+    o_ref, h_ref = naive_recurrent_delta_rule(*inputs[:6], SCALE, inputs[6])
+    guards = Guards()
+    with guards.allocations():
+        o, hT = chunk_delta_rule_fwd(
+            *map(guards, inputs[:6]), SCALE, guards(inputs[6]), True, chunk_size, saved={} if saved else None,
+            fuse_scores=True,
+        )
+    guards.check(f"fused scores, chunk {chunk_size}")
     assert_close("o", o, o_ref, FP32_TOL)
     assert_close("final", hT, h_ref, FP32_TOL)
 

@@ -137,6 +137,31 @@ def test_diagonal_blocks_either_way(regime, chunk_size, device):
     _compare(tri, _run(naive_recurrent_delta_rule, inputs, do, dhT), FP32_TOL, looser=("dg",))
 
 
+@pytest.mark.parametrize("chunk_size", [16, 32])
+@pytest.mark.parametrize("regime", ["weak", "alternate_chunks", "strong"])
+def test_fused_scores(regime, chunk_size, device):
+    """``fuse_scores``: the solve forms a chunk's scores itself (whole-chunk products, the inverse in registers)
+    when the chunk's decay range is within FACTORED_RANGE, and reads the scores kernel's otherwise. ``weak``: every
+    chunk formed in the solve; ``alternate_chunks``: every other chunk at log-decay −5 (range ≥ 80, split path);
+    ``strong``: none formed. Forward and backward against the recurrence."""
+    B, T, H, K, V = 2, 83, 2, 12, 20
+    inputs = _inputs(B, T, H, K, V, True, device)
+    if regime != "weak":
+        with torch.no_grad():
+            strong = (torch.arange(T, device=device) // chunk_size) % 2 == 1
+            if regime == "strong":
+                strong |= True
+            g = torch.where(strong[None, :, None, None], -5.0, -0.3) + 0.01 * torch.rand(B, T, H, K, device=device)
+        inputs[3] = g.requires_grad_()
+    do, dhT = torch.randn(B, T, H, V, device=device), torch.randn(B, H, K, V, device=device)
+
+    def fused(q, k, v, g, a, b, scale, h0, final):
+        return triton_chunk_delta_rule(q, k, v, g, a, b, scale, h0, final, chunk_size, fuse_scores=True)
+
+    tri = _run(fused, inputs, do, dhT)
+    _compare(tri, _run(naive_recurrent_delta_rule, inputs, do, dhT), FP32_TOL, looser=("dg",))
+
+
 @pytest.mark.gpu
 def test_backward_bf16_dtypes_gpu():
     """bf16 q, k, v, a, b (fp32 g and h0): each gradient in its input's dtype, against the fp32 reference on the
@@ -225,5 +250,24 @@ def test_backward_full_shape_gpu(B, T, H, K, V, chunk_size, dtype, tol):
     inputs = _inputs(B, T, H, K, V, True, dev, dtype)
     do, dhT = torch.randn(B, T, H, V, device=dev), torch.randn(B, H, K, V, device=dev)
     tri = _run(_chunked(chunk_size), inputs, do, dhT)
+    ref_in = [t.detach().float().requires_grad_() for t in inputs]
+    _compare(tri, _run(naive_recurrent_delta_rule, ref_in, do, dhT), tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("B,T,H,K", [(1, 500, 4, 64), (4, 203, 8, 128)])
+@pytest.mark.parametrize("chunk_size", [16, 32])
+@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, BF16_TOL), (torch.float32, FP32_TOL)])
+def test_fused_scores_full_shape_gpu(B, T, H, K, chunk_size, dtype, tol):
+    """``fuse_scores`` at full shapes, every config autotuned: forward and backward (tf32 whole-chunk products for
+    bf16 inputs, IEEE for fp32)."""
+    dev = torch.device("cuda")
+    inputs = _inputs(B, T, H, K, K, True, dev, dtype)
+    do, dhT = torch.randn(B, T, H, K, device=dev), torch.randn(B, H, K, K, device=dev)
+
+    def fused(q, k, v, g, a, b, scale, h0, final):
+        return triton_chunk_delta_rule(q, k, v, g, a, b, scale, h0, final, chunk_size, fuse_scores=True)
+
+    tri = _run(fused, inputs, do, dhT)
     ref_in = [t.detach().float().requires_grad_() for t in inputs]
     _compare(tri, _run(naive_recurrent_delta_rule, ref_in, do, dhT), tol)
