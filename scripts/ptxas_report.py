@@ -44,8 +44,10 @@ def ptxas_usage(kernel, types: dict, constexprs: dict, num_warps: int, num_stage
     return compile_sm90(kernel, types, constexprs, num_warps, num_stages)[:2]
 
 
-def compile_sm90(kernel, types: dict, constexprs: dict, num_warps: int, num_stages: int) -> tuple[int, int, bytes]:
-    """(registers per thread, spill-store bytes, cubin) of ``kernel`` for sm_90a, through ptxas ``-v``."""
+def compile_sm90(kernel, types: dict, constexprs: dict, num_warps: int, num_stages: int,
+                 maxnreg: int | None = None) -> tuple[int, int, bytes]:
+    """(registers per thread, spill-store bytes, cubin) of ``kernel`` for sm_90a, through ptxas ``-v``;
+    ``maxnreg`` caps the registers per thread as a config's ``maxnreg`` does."""
     fn = kernel
     while not isinstance(fn, JITFunction):  # an autotuner (or heuristics) wraps the jit function
         fn = fn.fn
@@ -53,7 +55,7 @@ def compile_sm90(kernel, types: dict, constexprs: dict, num_warps: int, num_stag
     constexprs = {p.name: p.default for p in fn.params if p.is_constexpr and p.has_default} | constexprs
     signature = {n: "constexpr" if n in constexprs else types.get(n, "*fp32") for n in fn.arg_names}
     compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=TARGET,
-                              options={"num_warps": num_warps, "num_stages": num_stages})
+                              options={"num_warps": num_warps, "num_stages": num_stages, "maxnreg": maxnreg})
     with tempfile.TemporaryDirectory() as d:
         ptx = Path(d, "k.ptx")
         ptx.write_text(compiled.asm["ptx"])
@@ -117,9 +119,11 @@ def fmt_sass(sass: str, top: int = 6) -> str:
     return "; ".join(parts)
 
 
-def _row(name, kernel, types, consts, K, BT, meta, warps, stages, sass) -> str:
-    regs, spills, cubin = compile_sm90(kernel, types, consts | meta, warps, stages)
-    row = f"| {name} | {K} | {BT} | {meta} | {warps} | {regs} | {spills} |"
+def _row(name, kernel, types, consts, K, BT, tile, stages, sass) -> str:
+    meta, warps, *cap = tile
+    regs, spills, cubin = compile_sm90(kernel, types, consts | meta, warps, stages, cap[0] if cap else None)
+    tile_text = f"{meta} maxnreg={cap[0]}" if cap else f"{meta}"
+    row = f"| {name} | {K} | {BT} | {tile_text} | {warps} | {regs} | {spills} |"
     return row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
 
 
@@ -140,8 +144,8 @@ def delta_chunk_bwd(stages: int, sass: bool = False, only: str = "", quick: bool
             ]
             for name, kernel, types, consts in cases:
                 tiles = m._TILES[name.split("+")[0]][0][:1 if quick else None]
-                for meta, warps in tiles if not only or name == only else ():
-                    yield _row(name, kernel, types | scalars, consts, K, BT, meta, warps, stages, sass)
+                for tile in tiles if not only or name == only else ():
+                    yield _row(name, kernel, types | scalars, consts, K, BT, tile, stages, sass)
 
 
 def delta_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool = False):
@@ -163,8 +167,8 @@ def delta_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool
             ]
             for name, kernel, types, consts in cases:
                 tiles = m._TILES[name.split("+")[0]][0][:1 if quick else None]
-                for meta, warps in tiles if not only or name == only else ():
-                    yield _row(name, kernel, types | scalars, consts, K, BT, meta, warps, stages, sass)
+                for tile in tiles if not only or name == only else ():
+                    yield _row(name, kernel, types | scalars, consts, K, BT, tile, stages, sass)
 
 
 GROUPS = {"delta_chunk_bwd": delta_chunk_bwd, "delta_chunk_fwd": delta_chunk_fwd}

@@ -92,11 +92,13 @@ _MAX_STATE_TILE = 8192  # fp32 state elements (BK · BV) per program of the walk
 # products, num_stages = 2), then the one config fp32 inputs take. Few on purpose: every new key autotunes all of
 # them. Register counts below are ptxas's for sm_90 (compiled on the CPU) at K = 64 and 128.
 _TILES = {
-    # BK = 64 at 4 warps spills at K = 128; these take 112-146 registers
-    "scores": ((({"BK": 32}, 4), ({"BK": 64}, 8)), ({"BK": 32}, 8)),
+    # BK = 64 at 4 warps spills at K = 128; these take 102-158 registers. Both kernels are latency-bound since
+    # NOTES 37 (~27 % of issue peak at 12 and 8 resident warps per SM): the third tile caps registers at 128 for
+    # 16 warps per SM, at the price of 72 (scores) and 136 bytes (solve, BT = 32) of spills; the autotuner decides
+    "scores": ((({"BK": 32}, 4), ({"BK": 64}, 8), ({"BK": 32}, 4, 128)), ({"BK": 32}, 8)),
     # the solve keeps two [BT, BT] fp32 matrices live across its K loops: at BT = 32 these take 184-242 registers,
     # at BT = 64 every 16-bit config tried spills (0.3-1.3 KB)
-    "solve": ((({"BK": 16}, 4), ({"BK": 32}, 8)), ({"BK": 16}, 8)),
+    "solve": ((({"BK": 16}, 4), ({"BK": 32}, 8), ({"BK": 16}, 4, 128)), ({"BK": 16}, 8)),
     # the walk re-reads Ã, b_out and k_eff once per V block: wider blocks read less, narrower ones give more
     # programs at small batch; BV = 64 only up to K = 128 (see _MAX_STATE_TILE)
     "states": ((({"BV": 16}, 4), ({"BV": 32}, 4), ({"BV": 32}, 8), ({"BV": 64}, 8)), ({"BV": 16}, 8)),
@@ -111,16 +113,19 @@ _INTERPRETED = {"scores": {"BK": 16}, "solve": {"BK": 16}, "states": {"BV": 16},
 
 
 class TileTable:
-    """The configs of a family of kernels: per kernel name, the 16-bit tiles (autotuned, ``num_stages`` 2), the one
-    fp32 tile (``num_stages`` 1) and the interpreter's tile; ``walks`` name the kernels that hold a ``[BK, BV]``
+    """The configs of a family of kernels: per kernel name, the 16-bit tiles (autotuned, ``num_stages`` 2; a tile
+    may cap the registers per thread with a third entry, ``maxnreg``), the one fp32 tile (``num_stages`` 1) and the
+    interpreter's tile; ``walks`` name the kernels that hold a ``[BK, BV]``
     fp32 state tile, pruned to at most ``_MAX_STATE_TILE`` elements. Shared by the forward and the backward."""
 
     def __init__(self, tiles: dict, interpreted: dict, walks: tuple[str, ...]):
         self.tiles, self.interpreted, self.walks = tiles, interpreted, walks
 
     def gpu_configs(self, kernel: str, fp32: bool) -> list[triton.Config]:
+        """Each tile is (meta-parameters, num_warps) or (meta-parameters, num_warps, maxnreg)."""
         tiles, one = self.tiles[kernel]
-        return [triton.Config(dict(meta), num_warps=w, num_stages=_STAGES[fp32]) for meta, w in ([one] if fp32 else tiles)]
+        return [triton.Config(dict(meta), num_warps=w, num_stages=_STAGES[fp32], maxnreg=cap[0] if cap else None)
+                for meta, w, *cap in ([one] if fp32 else tiles)]
 
     def configs(self, kernel: str, interpreted: bool | None = None) -> list[triton.Config]:
         if triton_interpreted() if interpreted is None else interpreted:
