@@ -5,7 +5,8 @@ ships with ``-v`` and prints registers per thread and spill-store bytes. A confi
 trades occupancy and local-memory traffic for its tile size; this is how kernels/NOTES.md's register counts are
 taken. Kernel groups: ``delta_chunk_fwd`` (the chunked delta-rule forward: scores, solve, ``solve+fused`` (the
 solve forming the scores itself, ``fuse_scores``), states, output) and
-``delta_chunk_bwd`` (its backward: dstates, bwd_v, bwd_k).
+``delta_chunk_bwd`` (its backward: dstates, bwd_v, bwd_k); ``ssd_chunk_fwd`` and ``gla_chunk_fwd`` (state walk and
+output, each autotuner's own configs).
 
 ``--sass`` also disassembles each cubin with the ``nvdisasm`` Triton ships and prints, per loop (a backward
 branch in the SASS), its instructions and their most frequent opcodes: static counts, so a loop's share of the
@@ -171,7 +172,57 @@ def delta_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool
                     yield _row(name, kernel, types | scalars, consts, K, BT, tile, stages, sass)
 
 
-GROUPS = {"delta_chunk_bwd": delta_chunk_bwd, "delta_chunk_fwd": delta_chunk_fwd}
+def _autotuned_rows(cases, Ks, stages, sass, only, quick):
+    """Rows of kernels whose tiles are their autotuner's own GPU configs (``configs``; this process compiles for
+    the GPU, so those are not the interpreter's), each config's warps and stages as the GPU would take them."""
+    for K in Ks[:1] if quick else Ks:
+        for name, kernel, types, consts in cases(K):
+            if only and name != only:
+                continue
+            for cfg in kernel.configs[:1] if quick else kernel.configs:
+                regs, spills, cubin = compile_sm90(kernel, types, consts | cfg.kwargs, cfg.num_warps, cfg.num_stages,
+                                                   cfg.maxnreg)
+                row = f"| {name} | {K} | {consts.get('BT')} | {cfg.kwargs} stages={cfg.num_stages} | {cfg.num_warps} | {regs} | {spills} |"
+                yield row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
+
+
+def ssd_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool = False):
+    """The SSD (Mamba2) chunked forward: the state walk and the output (``stages`` is each config's own here)."""
+    from kernels.ssd import triton_chunk as m
+
+    bf, sc = "*bf16", {"scale": "fp32", "T": "i32", "NT": "i32"}
+
+    def cases(K):  # both chunk lengths the SSD forward takes
+        out = []
+        for BT in (m.CHUNK, m.LONG_CHUNK):
+            common = dict(H=16, K=K, V=K, BT=BT, IS_FP32=False)
+            out += [("states", m._ssd_chunk_states, {"k": bf, "v": bf, "h": bf} | sc, dict(common, HAS_H0=True, STORE_FINAL=True)),
+                    ("output", m._ssd_chunk_output, {n: bf for n in ("q", "k", "v", "h", "o")} | sc,
+                     dict(common, BK=m._block_k(K)))]
+        return out
+
+    yield from _autotuned_rows(cases, (64, 128), stages, sass, only, quick)
+
+
+def gla_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool = False):
+    """The GLA chunked forward: the state walk and the output (``stages`` is each config's own here)."""
+    from kernels.gla import triton_chunk as m
+
+    bf, sc = "*bf16", {"scale": "fp32", "T": "i32", "NT": "i32"}
+
+    def cases(K):
+        common = dict(H=16, K=K, V=K, BT=m.CHUNK, IS_FP32=False)
+        return [("states", m._gla_chunk_states, {"k": bf, "v": bf, "h": bf} | sc,
+                 dict(common, BK=min(64, max(16, triton.next_power_of_2(K))), HAS_H0=True, STORE_FINAL=True)),
+                ("output", m._gla_chunk_output, {n: bf for n in ("q", "k", "v", "h", "o")} | sc,
+                 dict(common, BC=m.SUB_CHUNK, BK=max(16, triton.next_power_of_2(K))))]
+
+    yield from _autotuned_rows(cases, (64, 128), stages, sass, only, quick)
+
+
+AUTOTUNED = ("gla_chunk_fwd", "ssd_chunk_fwd")  # groups whose tiles are their autotuners' configs
+GROUPS = {"delta_chunk_bwd": delta_chunk_bwd, "delta_chunk_fwd": delta_chunk_fwd, "gla_chunk_fwd": gla_chunk_fwd,
+          "ssd_chunk_fwd": ssd_chunk_fwd}
 
 
 def main() -> None:
@@ -184,7 +235,8 @@ def main() -> None:
     ap.add_argument("--out", default="", help="also write the table here")
     args = ap.parse_args()
     head = "| kernel | K = V | BT | tile | warps | registers | spill stores (bytes) |" + (" SASS |" if args.sass else "")
-    lines = [f"ptxas (triton {triton.__version__}) sm_90a, bf16 inputs, num_stages={args.stages}", "", head,
+    stages = "each config's own num_stages" if args.kernels in AUTOTUNED else f"num_stages={args.stages}"
+    lines = [f"ptxas (triton {triton.__version__}) sm_90a, bf16 inputs, {stages}", "", head,
              "|" + "---|" * (head.count("|") - 1)]
     print("\n".join(lines), flush=True)
     for row in GROUPS[args.kernels](args.stages, args.sass, args.kernel, args.quick):

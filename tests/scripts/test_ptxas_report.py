@@ -76,11 +76,14 @@ def test_sass_loops_are_the_backward_branches():
 
 @pytest.mark.skipif(not PTXAS.exists(), reason=f"triton {triton.__version__} ships no ptxas here")
 @pytest.mark.parametrize("group,kernels", [("delta_chunk_fwd", ["scores", "solve", "solve+fused", "states", "output"]),
-                                          ("delta_chunk_bwd", ["dstates", "bwd_v", "bwd_k"])])
-def test_every_delta_kernel_compiles_for_sm90(group, kernels):
+                                          ("delta_chunk_bwd", ["dstates", "bwd_v", "bwd_k"]),
+                                          ("ssd_chunk_fwd", ["states", "output", "states", "output"]),
+                                          ("gla_chunk_fwd", ["states", "output"])])
+def test_every_chunk_kernel_compiles_for_sm90(group, kernels):
     """The interpreter runs a kernel as Python, so code only the GPU compiler rejects (a name defined in one branch
     of a constexpr if, a tensor op Triton cannot lower) passes every CPU test. This compiles one config of each
-    delta-rule kernel, forward and backward, through Triton's CUDA backend and ptxas, as the GPU would."""
+    chunked kernel the report knows (delta rule forward and backward, SSD and GLA forwards) through Triton's CUDA
+    backend and ptxas, as the GPU would."""
     env = dict(os.environ, TRITON_INTERPRET="0", PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "scripts/ptxas_report.py", group, "--quick"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
