@@ -215,7 +215,7 @@ def gla_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool =
         return [("states", m._gla_chunk_states, {"k": bf, "v": bf, "h": bf} | sc,
                  dict(common, BK=min(64, max(16, triton.next_power_of_2(K))), HAS_H0=True, STORE_FINAL=True)),
                 ("output", m._gla_chunk_output, {n: bf for n in ("q", "k", "v", "h", "o")} | sc,
-                 dict(common, BC=m.SUB_CHUNK, BK=max(16, triton.next_power_of_2(K))))]
+                 dict(common, BC=m.SUB_CHUNK, BK=max(16, triton.next_power_of_2(K)), WHOLE=K <= m.WHOLE_MAX_K))]
 
     yield from _autotuned_rows(cases, (64, 128), stages, sass, only, quick)
 

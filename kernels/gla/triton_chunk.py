@@ -37,9 +37,14 @@ __all__ = ["triton_chunk_gla", "chunk_gla_fwd", "chunk_gla_states", "chunk_local
 
 CHUNK = 64
 SUB_CHUNK = 16
+# A chunk whose decay range (max over K of −G at its last row) is within this takes whole-chunk products: its
+# key factors e^{−G} stay below e^40 (fp32 and bf16 reach e^88). Past it, the 16-row sub-chunk path.
+FACTORED_RANGE = tl.constexpr(40.0)
+# whole-chunk products hold [64, BK] q, k and G tiles at once: up to BK = 128
+WHOLE_MAX_K = 128
 # (BV, num_warps) of each kernel's GPU configs
 _STATES_TILES = ((32, 4), (64, 4))
-_OUTPUT_TILES = ((64, 4), (128, 8))
+_OUTPUT_TILES = ((64, 4), (64, 8), (128, 8))
 
 
 def _configs(pairs: tuple[tuple[int, int], ...], interpreted: bool | None = None):
@@ -100,7 +105,7 @@ def _dot(a, b, IS_FP32: tl.constexpr):
 def _gla_chunk_output(
     q, k, v, G, h, o, A, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
-    BV: tl.constexpr, IS_FP32: tl.constexpr, STORE_A: tl.constexpr = False,
+    BV: tl.constexpr, IS_FP32: tl.constexpr, STORE_A: tl.constexpr = False, WHOLE: tl.constexpr = False,
 ):
     i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -109,8 +114,45 @@ def _gla_chunk_output(
     m_k = o_k < K
     o_v = i_v * BV + tl.arange(0, BV)
     m_v = o_v < V
-    o_c = tl.arange(0, BC)
     b_h = tl.load(h + ((i_bh * NT + i_n) * K + o_k[:, None]) * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
+    whole = False
+    if WHOLE:  # the chunk's decay range: G ≤ 0 is non-increasing, so its last row holds the most negative
+        b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        whole = tl.max(-b_Gl, axis=0) <= FACTORED_RANGE
+    if whole:
+        # whole-chunk products: q e^{G} (≤ |q|) against k e^{−G} (≤ |k| e^{FACTORED_RANGE}), masked to s ≤ t
+        o_t = tl.arange(0, BT)
+        t = i_n * BT + o_t
+        m_t = t < T
+        m_tk = m_t[:, None] & m_k[None, :]
+        b_G = tl.load(G + ((i_b * TP + t[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
+        b_q = tl.load(q + ((i_b * T + t[:, None]) * H + i_h) * K + o_k[None, :], mask=m_tk, other=0.0)
+        b_qg = (b_q.to(tl.float32) * scale * tl.exp(b_G)).to(b_h.dtype)
+        b_k = tl.load(k + ((i_b * T + t[:, None]) * H + i_h) * K + o_k[None, :], mask=m_tk, other=0.0)
+        b_kg = (b_k.to(tl.float32) * tl.exp(-b_G)).to(b_h.dtype)
+        b_A = tl.where(o_t[:, None] >= o_t[None, :], _dot(b_qg, tl.trans(b_kg), IS_FP32), 0.0)
+        if STORE_A:
+            p_A = A + ((i_b * T + t[:, None]) * H + i_h) * BT + o_t[None, :]
+            tl.store(p_A, b_A, mask=m_t[:, None] & (o_t[:, None] >= o_t[None, :]) & (i_v == 0))
+        b_v = tl.load(v + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
+        acc = _dot(b_qg, b_h, IS_FP32) + _dot(b_A.to(b_v.dtype), b_v, IS_FP32)
+        tl.store(o + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], acc.to(o.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
+    else:
+        _gla_subchunk_output(q, k, v, G, o, A, b_h, scale, T, TP, i_v, i_n, i_b, i_h, H, K, V, BT, BC, BK, BV, IS_FP32, STORE_A)
+
+
+@triton.jit
+def _gla_subchunk_output(
+    q, k, v, G, o, A, b_h, scale, T, TP, i_v, i_n, i_b, i_h,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, IS_FP32: tl.constexpr, STORE_A: tl.constexpr,
+):
+    """One chunk's output in 16-row sub-chunks (chunks whose decay range exceeds ``FACTORED_RANGE``)."""
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    o_c = tl.arange(0, BC)
     for i_c in range(BT // BC):
         t0 = i_n * BT + i_c * BC
         if t0 < T:
@@ -145,7 +187,7 @@ def _gla_chunk_output(
                 b_D += tl.where(o_c[None, :] == j, b_s[:, None], 0.0)
             if STORE_A:
                 p_A = A + ((i_b * T + t_i[:, None]) * H + i_h) * BT + i_c * BC + o_c[None, :]
-                tl.store(p_A, b_D, mask=m_i[:, None] & (i_v == 0))
+                tl.store(p_A, b_D, mask=m_i[:, None] & (o_c[None, :] <= o_c[:, None]) & (i_v == 0))
             b_vi = tl.load(v + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
             acc += _dot(b_D.to(b_vi.dtype), b_vi, IS_FP32)
             p_o = o + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :]
@@ -222,7 +264,7 @@ def chunk_gla_fwd(
         raise ValueError(f"chunk_gla_fwd: scores_out {tuple(scores_out.shape)} {scores_out.dtype} must be fp32 {(B, T, H, CHUNK)}")
     _gla_chunk_output[lambda meta: (triton.cdiv(V, meta["BV"]), NT, B * H)](
         q, k, v, G, h, o, scores_out, float(scale), T, NT, H=H, K=K, V=V, BT=CHUNK, BC=SUB_CHUNK, BK=BK,
-        IS_FP32=q.dtype == torch.float32, STORE_A=scores_out is not None,
+        IS_FP32=q.dtype == torch.float32, STORE_A=scores_out is not None, WHOLE=BK <= WHOLE_MAX_K,
     )
     return o, hT
 

@@ -58,6 +58,56 @@ def test_chunk_without_final_state_and_strong_decay(device):
     assert_close("o", o, naive_recurrent_gla(q, k, v, g, 1.0)[0], FP32_TOL)
 
 
+def _alternating_decays(B, T, H, K, device):
+    """Weak log-decays, except that every other chunk has one key channel decaying at just past
+    ``FACTORED_RANGE`` over the chunk (the 16-row sub-chunk path) and the rest just within it (whole-chunk
+    products): both of the output kernel's paths in one call, next to each other."""
+    g = F.logsigmoid(torch.randn(B, T, H, K, device=device) + 4.0)
+    chunk = torch.arange(T, device=device) // CHUNK
+    per_step = torch.where(chunk % 2 == 1, 41.0, 39.0) / CHUNK  # the channel's range over a whole chunk
+    g[..., 0] = -per_step[None, :, None]
+    return g
+
+
+def test_chunk_whole_and_subchunk_paths(device):
+    B, T, H, K, V = 2, 3 * CHUNK + 5, 2, 16, 24
+    q, k, v, _, h0 = _inputs(B, T, H, K, V, True, device)
+    g = _alternating_decays(B, T, H, K, device).requires_grad_()
+    do, dhT = torch.randn(B, T, H, V, device=device), torch.randn(B, H, K, V, device=device)
+    runs = []
+    for fn in (lambda *a: chunk_gla(*a, impl="triton"), naive_recurrent_gla):
+        o, hT = fn(q, k, v, g, 0.5, h0, True)
+        ((o * do).sum() + (hT * dhT).sum()).backward()
+        runs.append([o.detach(), hT.detach(), *grads(q, k, v, g, h0)])
+    for name, a, b in zip(["o", "final", "dq", "dk", "dv", "dg", "dh0"], *runs, strict=True):
+        assert_close(name, a, b, FP32_TOL)
+
+
+def test_chunk_scores_out_is_the_lower_triangle(device):
+    """The forward's saved scores ``scale · A``: every s ≤ t of t's chunk on either path, nothing above the
+    diagonal written (the buffer starts as NaN)."""
+    from kernels.gla.triton_chunk import chunk_gla_fwd
+
+    B, T, H, K, V = 1, 2 * CHUNK + 9, 2, 16, 8
+    q, k, v, _, _ = (t.detach() if t is not None else None for t in _inputs(B, T, H, K, V, False, device))
+    g = _alternating_decays(B, T, H, K, device)
+    A = torch.full((B, T, H, CHUNK), float("nan"), device=device)
+    chunk_gla_fwd(q, k, v, g, 0.5, None, False, scores_out=A)
+    t = torch.arange(T, device=device)
+    col = t % CHUNK
+    start = t - col  # first step of t's chunk
+    G = torch.zeros_like(g)
+    for c0 in range(0, T, CHUNK):
+        G[:, c0 : c0 + CHUNK] = g[:, c0 : c0 + CHUNK].cumsum(1)
+    s = start[:, None] + torch.arange(CHUNK, device=device)[None, :]  # [T, CHUNK]: the columns' steps
+    lower = torch.arange(CHUNK, device=device)[None, :] <= col[:, None]
+    s = torch.where(lower, s, start[:, None]).clamp(max=T - 1)
+    ref = 0.5 * torch.einsum("thk,tshk->tsh", q[0], k[0][s] * torch.exp(G[0][:, None] - G[0][s]))
+    got = A[0].permute(0, 2, 1)  # [T, CHUNK, H]
+    assert torch.isnan(got[~lower]).all(), "scores above the diagonal were written"
+    assert_close("scale·A", got[lower], ref[lower], FP32_TOL)
+
+
 @pytest.mark.parametrize("s0", [False, True])
 def test_step_matches_reference_and_chunk(s0, device):
     B, T, H, K, V = 2, 5, 3, 12, 20
