@@ -410,7 +410,7 @@ def chunk_gla_bwd(
     is_fp32 = q.dtype == torch.float32
     G = chunk_local_cumsum(g)
     # hT (fp32) only feeds dg's final-state term, so it is recomputed only when dhT is given.
-    h, hT = chunk_gla_states(k, v, G, initial_state, dhT is not None, cumsum=False)
+    h, hT = chunk_gla_states(k, v, G, initial_state, dhT is not None)
 
     dh = torch.empty_like(h)
     dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if initial_state is not None else None
