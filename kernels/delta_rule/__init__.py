@@ -25,6 +25,10 @@ from kernels.delta_rule.naive import naive_chunk_delta_rule, naive_delta_rule_st
 # chunked 3.3× faster (K = 64, T = 4096), 32 1.2× faster (K = 128), 128 0.70× (K = 64, T = 2048); nothing
 # measured between 32 and 128.
 CHUNKED_MAX_BH = 32
+# With the fused scores (chunk 16 or 32, kernels/NOTES.md 38) the chunked forward is at least as fast up to here:
+# B·H = 128, K = V = 64, T = 2048: 987 µs at chunk 16 and 1226 µs at 32 against the walk's 1260 µs (H200,
+# 2026-12-01). Nothing measured above 128.
+FUSED_CHUNKED_MAX_BH = 128
 
 __all__ = ["chunk_delta_rule", "delta_rule_step", "naive_chunk_delta_rule", "naive_recurrent_delta_rule", "naive_delta_rule_step"]
 
@@ -46,15 +50,21 @@ def chunk_delta_rule(
     """Whole-sequence generalized delta rule. See :func:`kernels.delta_rule.naive.naive_chunk_delta_rule`.
 
     ``impl="triton"`` runs Triton kernels: chunked (forward and backward) with ``chunk_size`` 16, 32 or 64 when a
-    gradient is tracked or batch·heads are at most :data:`CHUNKED_MAX_BH`, fused-recurrent otherwise.
+    gradient is tracked or batch·heads are at most :data:`CHUNKED_MAX_BH` (:data:`FUSED_CHUNKED_MAX_BH` at chunk 16
+    or 32), fused-recurrent otherwise. At chunk 16 or 32 the chunked forward forms the scores in its solve
+    (``fuse_scores``; H200, B=8 T=2048 H=16 K=V=64: forward 1258 → 987 µs, forward + backward 2854 → 2593 µs).
     """
     if resolve_impl(impl, q, "chunk_delta_rule") == "triton":
-        from kernels.delta_rule.triton_chunk import CHUNKS, triton_chunk_delta_rule
+        from kernels.delta_rule.triton_chunk import CHUNKS, FUSED_CHUNKS, triton_chunk_delta_rule
         from kernels.delta_rule.triton_recurrent import triton_fused_recurrent_delta_rule
 
-        chunked = chunk_size in CHUNKS and (tracks_grad(q, k, v, g, a, b, initial_state) or q.shape[0] * q.shape[2] <= CHUNKED_MAX_BH)
-        fwd = triton_chunk_delta_rule if chunked else triton_fused_recurrent_delta_rule
-        return fwd(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
+        fuse = chunk_size in FUSED_CHUNKS
+        max_bh = FUSED_CHUNKED_MAX_BH if fuse else CHUNKED_MAX_BH
+        if chunk_size in CHUNKS and (tracks_grad(q, k, v, g, a, b, initial_state) or q.shape[0] * q.shape[2] <= max_bh):
+            return triton_chunk_delta_rule(
+                q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size, fuse_scores=fuse
+            )
+        return triton_fused_recurrent_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
     return naive_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
 
 

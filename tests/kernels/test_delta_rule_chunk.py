@@ -153,18 +153,21 @@ def test_rejects_bad_arguments(device):
 
 
 @pytest.mark.parametrize("B,H,chunk_size,grad,want", [
-    (2, 16, 32, False, "chunk"), (1, 33, 32, False, "recurrent"), (1, 2, 8, False, "recurrent"),
-    (1, 33, 32, True, "chunk"), (1, 33, 64, True, "chunk"), (1, 2, 16, True, "chunk"), (1, 2, 8, True, "recurrent"),
+    (2, 16, 32, False, "chunk fused"), (1, 33, 32, False, "chunk fused"), (8, 16, 16, False, "chunk fused"),
+    (1, 129, 32, False, "recurrent"), (1, 33, 64, False, "recurrent"), (2, 16, 64, False, "chunk"),
+    (1, 2, 8, False, "recurrent"), (1, 129, 32, True, "chunk fused"), (1, 33, 64, True, "chunk"),
+    (1, 2, 16, True, "chunk fused"), (1, 2, 8, True, "recurrent"),
 ])
 def test_dispatch_by_batch_heads(B, H, chunk_size, grad, want, monkeypatch):
     """``chunk_delta_rule(impl="triton")`` takes the chunked pair when a gradient is tracked or up to ``CHUNKED_MAX_BH``
-    batch·heads (with a chunk length it supports), and the fused-recurrent walk otherwise."""
+    batch·heads (``FUSED_CHUNKED_MAX_BH`` at the chunk lengths whose solve forms the scores, which it then does),
+    with a chunk length it supports, and the fused-recurrent walk otherwise."""
     import kernels.delta_rule as dr
     from kernels.delta_rule import triton_recurrent
 
-    assert dr.CHUNKED_MAX_BH == 32
+    assert (dr.CHUNKED_MAX_BH, dr.FUSED_CHUNKED_MAX_BH) == (32, 128)
     took = []
-    monkeypatch.setattr(chunk, "triton_chunk_delta_rule", lambda *a: took.append("chunk"))
+    monkeypatch.setattr(chunk, "triton_chunk_delta_rule", lambda *a, fuse_scores: took.append("chunk" + " fused" * fuse_scores))
     monkeypatch.setattr(triton_recurrent, "triton_fused_recurrent_delta_rule", lambda *a: took.append("recurrent"))
     x = torch.zeros(B, 3, H, 4, requires_grad=grad)
     dr.chunk_delta_rule(x, x, x, x, x, x, chunk_size=chunk_size, impl="triton")
