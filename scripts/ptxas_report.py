@@ -220,9 +220,27 @@ def gla_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool =
     yield from _autotuned_rows(cases, (64, 128), stages, sass, only, quick)
 
 
-AUTOTUNED = ("gla_chunk_fwd", "ssd_chunk_fwd")  # groups whose tiles are their autotuners' configs
-GROUPS = {"delta_chunk_bwd": delta_chunk_bwd, "delta_chunk_fwd": delta_chunk_fwd, "gla_chunk_fwd": gla_chunk_fwd,
-          "ssd_chunk_fwd": ssd_chunk_fwd}
+def gla_chunk_bwd(stages: int, sass: bool = False, only: str = "", quick: bool = False):
+    """The GLA chunked backward's dq/dk kernel, from the forward's saved scores (``dqk_da``, the default: K in
+    blocks of at most 64; its factored-diagonal launch and its ``pairwise`` one, for sub-chunks past
+    ``FACTORED_RANGE``) and without them (``dqk``, one K block, one launch)."""
+    from kernels.gla import triton_chunk as m
+    from kernels.gla import triton_chunk_bwd as b
+
+    bf, sc = "*bf16", {"scale": "fp32", "T": "i32", "NT": "i32"}
+
+    def cases(K):
+        common = dict(H=16, K=K, V=K, BT=m.CHUNK, BC=m.SUB_CHUNK, IS_FP32=False)
+        types = {n: bf for n in ("q", "k", "v", "h", "do", "dh", "dq", "dk")} | sc
+        return [(f"dqk_da{'' if f else ' pairwise'}", b._gla_bwd_dqk_da, types, dict(common, BK=min(64, K), HAS_DA=True, FACTORED=f))
+                for f in (True, False)] + [("dqk", b._gla_bwd_dqk, types, dict(common, BK=K, HAS_DA=False, FACTORED=None))]
+
+    yield from _autotuned_rows(cases, (64, 128), stages, sass, only, quick)
+
+
+AUTOTUNED = ("gla_chunk_bwd", "gla_chunk_fwd", "ssd_chunk_fwd")  # groups whose tiles are their autotuners' configs
+GROUPS = {"delta_chunk_bwd": delta_chunk_bwd, "delta_chunk_fwd": delta_chunk_fwd, "gla_chunk_bwd": gla_chunk_bwd,
+          "gla_chunk_fwd": gla_chunk_fwd, "ssd_chunk_fwd": ssd_chunk_fwd}
 
 
 def main() -> None:

@@ -26,7 +26,9 @@ then ``_gla_bwd_dv_scores``: one program per (V block, chunk, batch·head), ``dv
 (``HAS_DA``) instead of forming each off-diagonal one twice by loops over V.
 
 Off-diagonal sub-chunk pairs refer both factors to ``G`` at a row between them (``G`` is non-increasing,
-so both exponents are ≤ 0); diagonal blocks mask the pairwise difference to ``-inf`` before the exp.
+so both exponents are ≤ 0). Diagonal blocks mask the pairwise difference to ``-inf`` before the exp, except in
+the dq/dk kernel from saved scores: there a sub-chunk whose decay range is within ``FACTORED_RANGE`` takes two
+products referred to its first row (key-side factors up to e^40), in a launch of its own (kernels/NOTES.md 43).
 
 ``dg``: with the global cumulative decay ``Γ_t = Σ_{τ≤t} g_τ`` the scan reads ``o_t = scale Σ_{s≤t}
 (q_t e^{Γ_t})·(k_s e^{−Γ_s}) v_s + scale (q_t e^{Γ_t})ᵀ h0`` and ``hT = diag(e^{Γ_T}) (h0 + Σ_s (k_s e^{−Γ_s})
@@ -50,6 +52,7 @@ from torch import Tensor
 from kernels.gla.naive import check_gated
 from kernels.gla.triton_chunk import (
     CHUNK,
+    FACTORED_RANGE,
     SUB_CHUNK,
     _configs,
     _dot,
@@ -221,10 +224,19 @@ def _gla_bwd_dA(
     tl.store(p_dA, acc, mask=m_t[:, None] & (o_t[None, :] <= o_t[:, None]))
 
 
+@triton.jit
+def _dot_f32(a, b, IS_FP32: tl.constexpr):
+    """Product of two fp32 tiles: IEEE for fp32 inputs, tf32 (10-bit mantissa, fp32 range) for 16-bit ones."""
+    if IS_FP32:
+        return tl.dot(a, b, input_precision="ieee")
+    else:
+        return tl.dot(a, b, input_precision="tf32")
+
+
 def _gla_bwd_dqk_body(
     q, k, v, G, h, do, dh, dq, dk, dgl, dA, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
-    BV: tl.constexpr, IS_FP32: tl.constexpr, HAS_DA: tl.constexpr = False,
+    BV: tl.constexpr, IS_FP32: tl.constexpr, FACTORED: tl.constexpr, HAS_DA: tl.constexpr = False,
 ):
     i_k, i_s, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -232,9 +244,21 @@ def _gla_bwd_dqk_body(
     i_n, i_c = i_s // NC, i_s % NC
     TP = NT * BT
     t0 = i_n * BT + i_c * BC
-    # Sub-chunks past T still run (all loads masked to zero) so that their dg rows are written as zeros.
+    # Two launches split the sub-chunks by their decay range d over this program's K columns (each column's dq
+    # and dk need only that column): within FACTORED_RANGE (FACTORED) the diagonal block is two products whose
+    # key-side factors grow to e^d; past it, the row-by-row pairwise form. Each program returns at once in the
+    # launch that is not its own. One kernel with a branch between the two forms took 212-221 registers at
+    # K = 128 (8 warps), where either form alone takes 111-128 (sm_90 ptxas).
     o_k = i_k * BK + tl.arange(0, BK)
     m_k = o_k < K
+    b_G0 = tl.load(G + ((i_b * TP + t0) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+    b_Gc = tl.load(G + ((i_b * TP + t0 + BC - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+    # FACTORED None: one launch, every diagonal block pairwise (the dqk kernel without dA, which spills at K = 128
+    # as it is: 216 → 656 bytes with the factored form).
+    if FACTORED is not None:
+        if (tl.max(b_G0 - b_Gc, axis=0) <= FACTORED_RANGE) != FACTORED:
+            return
+    # Sub-chunks past T still run (all loads masked to zero) so that their dg rows are written as zeros.
     o_c = tl.arange(0, BC)
     t_i = t0 + o_c
     m_i = t_i < T
@@ -318,25 +342,32 @@ def _gla_bwd_dqk_body(
         b_qr = (b_qj.to(tl.float32) * tl.exp(b_Gj - b_Gr[None, :])).to(q.dtype.element_ty)
         acc += _dot(b_dAt.to(q.dtype.element_ty), b_qr, IS_FP32)
     b_dk += scale * tl.exp(b_Gr[None, :] - b_Gi) * acc
-    # diagonal sub-chunk, one key row b at a time: the pairwise decays are masked before the exp. The a = b
-    # terms (dA_aa q_a k_a, decay e⁰) add the same amount to q ⊙ dq and k ⊙ dk, so they are left out of
-    # ∂L/∂Γ and added to dq, dk afterwards: with strong decays they dominate and would cancel in rounding.
+    # diagonal sub-chunk, strictly below its diagonal. The a = b terms (dA_aa q_a k_a, decay e⁰) add the same
+    # amount to q ⊙ dq and k ⊙ dk, so they are left out of ∂L/∂Γ and added to dq, dk afterwards: with strong
+    # decays they dominate and would cancel in rounding.
     # q and k of these rows are loaded only now: fewer [BC, BK] tiles live across the loops above (spills)
     b_q = tl.load(q + p_ik, mask=m_ik, other=0.0).to(tl.float32)
     b_dA = b_dA * scale
     b_dd = tl.sum(tl.where(o_c[:, None] == o_c[None, :], b_dA, 0.0), axis=1)
     b_dA = tl.where(o_c[:, None] > o_c[None, :], b_dA, 0.0)
-    for b in range(BC):
-        t_b = t0 + b
-        b_kb = tl.load(k + ((i_b * T + t_b) * H + i_h) * K + o_k, mask=m_k & (t_b < T), other=0.0).to(tl.float32)
-        b_Gb = tl.load(G + ((i_b * TP + t_b) * H + i_h) * K + o_k, mask=m_k, other=0.0)
-        b_e = tl.exp(tl.where(o_c[:, None] > b, b_Gi - b_Gb[None, :], float("-inf")))  # [BC (a), BK]
-        b_col = tl.sum(tl.where(o_c[None, :] == b, b_dA, 0.0), axis=1)  # dA[:, b]
-        b_dq += b_col[:, None] * b_kb[None, :] * b_e
-        b_row = tl.sum(b_col[:, None] * b_q * b_e, axis=0)
-        b_dk += tl.where(o_c[:, None] == b, b_row[None, :], 0.0)
+    if FACTORED is not None and FACTORED:  # two products; every factor referred to G at the sub-chunk's first row
+        b_k = tl.load(k + p_ik, mask=m_ik, other=0.0).to(tl.float32)
+        b_eq = tl.exp(b_Gi - b_G0[None, :])  # ≤ 1
+        b_ek = tl.exp(b_G0[None, :] - b_Gi)  # ≤ e^d
+        b_dq += b_eq * _dot_f32(b_dA, b_k * b_ek, IS_FP32)
+        b_dk += b_ek * _dot_f32(tl.trans(b_dA), b_q * b_eq, IS_FP32)
+    else:  # one key row b at a time, the pairwise decays masked before the exp
+        for b in range(BC):
+            t_b = t0 + b
+            b_kb = tl.load(k + ((i_b * T + t_b) * H + i_h) * K + o_k, mask=m_k & (t_b < T), other=0.0).to(tl.float32)
+            b_Gb = tl.load(G + ((i_b * TP + t_b) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+            b_e = tl.exp(tl.where(o_c[:, None] > b, b_Gi - b_Gb[None, :], float("-inf")))  # [BC (a), BK]
+            b_col = tl.sum(tl.where(o_c[None, :] == b, b_dA, 0.0), axis=1)  # dA[:, b]
+            b_dq += b_col[:, None] * b_kb[None, :] * b_e
+            b_row = tl.sum(b_col[:, None] * b_q * b_e, axis=0)
+            b_dk += tl.where(o_c[:, None] == b, b_row[None, :], 0.0)
+        b_k = tl.load(k + p_ik, mask=m_ik, other=0.0).to(tl.float32)
     # ∂L/∂Γ = q ⊙ dq − k ⊙ dk, from the fp32 accumulators, summed from the end of the sub-chunk
-    b_k = tl.load(k + p_ik, mask=m_ik, other=0.0).to(tl.float32)
     b_dg = tl.cumsum(b_q * b_dq - b_k * b_dk, axis=0, reverse=True) + b_leave[None, :]
     tl.store(dgl + ((i_b * TP + t_i[:, None]) * H + i_h) * K + o_k[None, :], b_dg, mask=m_k[None, :])
     b_dq += b_dd[:, None] * b_k
@@ -441,10 +472,12 @@ def chunk_gla_bwd(
         _gla_bwd_dA[(NT, B * H)](v, do, dA, T, NT, H=H, V=V, BT=BT, IS_FP32=is_fp32)
     # with dA, K in blocks of BKs (see _gla_bwd_dqk_da); without, one K block
     dqk, BKq = (_gla_bwd_dqk_da, BKs) if dA is not None else (_gla_bwd_dqk, BK)
-    dqk[(triton.cdiv(K, BKq), NT * NC, B * H)](
-        q, k, v, G, h, do, dh, dq, dk, dgl, dA, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BKq, IS_FP32=is_fp32,
-        HAS_DA=dA is not None,
-    )
+    # with dA: sub-chunks within FACTORED_RANGE, then those past it (most programs return at once); without: one
+    for factored in (True, False) if dA is not None else (None,):
+        dqk[(triton.cdiv(K, BKq), NT * NC, B * H)](
+            q, k, v, G, h, do, dh, dq, dk, dgl, dA, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BKq,
+            IS_FP32=is_fp32, FACTORED=factored, HAS_DA=dA is not None,
+        )
 
     # dg_t: the kernel summed ∂L/∂Γ inside each sub-chunk (row 0 holds the sub-chunk's total, the last one's
     # including what later chunks contribute); _gla_bwd_dg adds the totals of the chunk's later sub-chunks, and to

@@ -94,6 +94,27 @@ def test_backward_strong_decay(device):
     _compare(tri, ref, 2e-4)
 
 
+@pytest.mark.parametrize("save_scores", [False, True])
+def test_backward_diagonal_blocks_both_ways(save_scores, device):
+    """The dq/dk kernel's diagonal sub-chunk blocks: as two products when the sub-chunk's decay range is within
+    ``FACTORED_RANGE``, row by row past it. One key channel decays by just under 40 over one sub-chunk and just
+    over 40 over the next (the others weakly), so both paths run side by side in one call, in the same K block."""
+    from kernels.gla.triton_chunk import SUB_CHUNK
+
+    B, T, H, K, V = 1, 2 * CHUNK + 5, 2, 20, 12
+    q, k, v, _, h0 = _inputs(B, T, H, K, V, True, device)
+    g = F.logsigmoid(torch.randn(B, T, H, K, device=device) + 4.0)
+    sub = torch.arange(T, device=device) // SUB_CHUNK
+    # G at a sub-chunk's last row minus its first: SUB_CHUNK − 1 steps of this channel's log-decay
+    g[..., 3] = -torch.where(sub % 2 == 1, 41.0, 39.0)[None, :, None] / (SUB_CHUNK - 1)
+    g.requires_grad_()
+    do, dhT = torch.randn(B, T, H, V, device=device), torch.randn(B, H, K, V, device=device)
+    fn = lambda *a: triton_chunk_gla(*a, save_scores=save_scores)  # noqa: E731
+    tri = _run(fn, (q, k, v, g, h0), 0.6, do, dhT, True)
+    ref = _run(naive_recurrent_gla, (q, k, v, g, h0), 0.6, do, dhT, True)
+    _compare(tri, ref, 2e-4)
+
+
 @pytest.mark.parametrize("T", [1, CHUNK + 1, 2 * CHUNK + 3])
 @pytest.mark.parametrize("s0", [False, True])
 def test_backward_from_saved_scores(T, s0, device, monkeypatch):

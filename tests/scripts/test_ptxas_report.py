@@ -78,11 +78,12 @@ def test_sass_loops_are_the_backward_branches():
 @pytest.mark.parametrize("group,kernels", [("delta_chunk_fwd", ["scores", "solve", "solve+fused", "states", "output"]),
                                           ("delta_chunk_bwd", ["dstates", "bwd_v", "bwd_k"]),
                                           ("ssd_chunk_fwd", ["states", "output", "states", "output"]),
-                                          ("gla_chunk_fwd", ["states", "output"])])
+                                          ("gla_chunk_fwd", ["states", "output"]),
+                                          ("gla_chunk_bwd", ["dqk_da", "dqk_da pairwise", "dqk"])])
 def test_every_chunk_kernel_compiles_for_sm90(group, kernels):
     """The interpreter runs a kernel as Python, so code only the GPU compiler rejects (a name defined in one branch
     of a constexpr if, a tensor op Triton cannot lower) passes every CPU test. This compiles one config of each
-    chunked kernel the report knows (delta rule forward and backward, SSD and GLA forwards) through Triton's CUDA
+    chunked kernel the report knows (delta rule forward and backward, SSD forward, GLA forward and dq/dk) through Triton's CUDA
     backend and ptxas, as the GPU would."""
     env = dict(os.environ, TRITON_INTERPRET="0", PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "scripts/ptxas_report.py", group, "--quick"], cwd=ROOT, env=env,
