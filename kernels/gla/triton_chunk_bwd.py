@@ -63,7 +63,11 @@ from kernels.gla.triton_chunk import (
     prepare_inputs,
 )
 
-__all__ = ["ChunkGLAFunction", "chunk_gla_bwd"]
+__all__ = ["ChunkGLAFunction", "chunk_gla_bwd", "FACTORED_DIAGONAL"]
+
+# The dq/dk kernel's factored diagonal blocks (kernels/NOTES.md 43) in ChunkGLAFunction's backward. Off until the
+# full-shape GPU tests and a timing have run on it: it is checked in the interpreter and compiled for sm_90 only.
+FACTORED_DIAGONAL = False
 
 # (BV, num_warps) of each kernel's GPU configs
 _DH_TILES = ((32, 4), (64, 4))
@@ -414,7 +418,7 @@ _gla_bwd_dqk_da = triton.autotune(configs=_configs(_DQK_DA_TILES), key=["K", "V"
 
 def chunk_gla_bwd(
     q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float, initial_state: Tensor | None, do: Tensor, dhT: Tensor | None,
-    scores: Tensor | None = None,
+    scores: Tensor | None = None, factored_diagonal: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
     """Gradients of :func:`kernels.gla.triton_chunk.chunk_gla_fwd` (no autograd needed).
 
@@ -424,6 +428,8 @@ def chunk_gla_bwd(
         do: ``[B, T, H, V]`` gradient of o. dhT: ``[B, H, K, V]`` gradient of the final state, or None.
         scores: the forward's ``scores_out`` (:func:`chunk_gla_fwd`) for dv as one product per chunk, or None
             (dv rebuilds the scores).
+        factored_diagonal: with ``scores``, the dq/dk kernel's diagonal blocks as two products for sub-chunks
+            within ``FACTORED_RANGE`` (a launch of their own; kernels/NOTES.md 43); else row by row.
     Returns:
         dq, dk, dv in the dtypes of q, k, v; dg ``[B, T, H, K]`` in g's dtype (fp32 inside);
         dh0 ``[B, H, K, V]`` in initial_state's dtype, or None without an initial state.
@@ -472,8 +478,8 @@ def chunk_gla_bwd(
         _gla_bwd_dA[(NT, B * H)](v, do, dA, T, NT, H=H, V=V, BT=BT, IS_FP32=is_fp32)
     # with dA, K in blocks of BKs (see _gla_bwd_dqk_da); without, one K block
     dqk, BKq = (_gla_bwd_dqk_da, BKs) if dA is not None else (_gla_bwd_dqk, BK)
-    # with dA: sub-chunks within FACTORED_RANGE, then those past it (most programs return at once); without: one
-    for factored in (True, False) if dA is not None else (None,):
+    # factored: sub-chunks within FACTORED_RANGE, then those past it (most programs return at once); else one
+    for factored in (True, False) if dA is not None and factored_diagonal else (None,):
         dqk[(triton.cdiv(K, BKq), NT * NC, B * H)](
             q, k, v, G, h, do, dh, dq, dk, dgl, dA, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BKq,
             IS_FP32=is_fp32, FACTORED=factored, HAS_DA=dA is not None,
@@ -515,5 +521,5 @@ class ChunkGLAFunction(torch.autograd.Function):
         q, k, v, g, h0, scores = ctx.saved_tensors
         if do is None:
             do = torch.zeros_like(v)
-        dq, dk, dv, dg, dh0 = chunk_gla_bwd(q, k, v, g, ctx.scale, h0, do, dhT, scores)
+        dq, dk, dv, dg, dh0 = chunk_gla_bwd(q, k, v, g, ctx.scale, h0, do, dhT, scores, FACTORED_DIAGONAL)
         return dq, dk, dv, dg, None, dh0, None, None

@@ -141,7 +141,8 @@ def test_gla_chunk_forward_backward(run, monkeypatch):
     (gla_bwd._gla_bwd_dA, gla_fwd._configs(gla_bwd._DVS_TILES, interpreted=False)),
     (gla_bwd._gla_bwd_dqk_da, gla_fwd._configs(gla_bwd._DQK_DA_TILES, interpreted=False)),
 ))
-def test_gla_chunk_backward_from_saved_scores(run, monkeypatch):
+@pytest.mark.parametrize("factored", [False, True])
+def test_gla_chunk_backward_from_saved_scores(run, factored, monkeypatch):
     """The forward's saved scores (written by the first V block's program only), dv from them, the chunk's
     do vᵀ computed once and dq/dk/dg reading it, per GPU config."""
     inputs, (o_ref, hT_ref), ref = _gla_case()
@@ -154,7 +155,7 @@ def test_gla_chunk_backward_from_saved_scores(run, monkeypatch):
     with guards.allocations(), only_configs(*run):
         scores = torch.empty(B, T, H, gla_fwd.CHUNK)
         o, hT = gla_fwd.chunk_gla_fwd(q, k, v, g, 0.4, h0, True, scores)
-        got = gla_bwd.chunk_gla_bwd(q, k, v, g, 0.4, h0, do, dhT, scores)
+        got = gla_bwd.chunk_gla_bwd(q, k, v, g, 0.4, h0, do, dhT, scores, factored)
     names = ["o", "final", "dq", "dk", "dv", "dg", "dh0"]
     _check(guards, _describe(run), zip(names, [o, hT, *got], [o_ref, hT_ref, *ref], strict=True))
 
