@@ -33,6 +33,7 @@ from kernels.delta_rule.triton_chunk import chunk_delta_rule_fwd, triton_chunk_d
 from kernels.delta_rule.triton_recurrent import fused_recurrent_delta_rule_fwd, triton_fused_recurrent_delta_rule  # noqa: E402
 from kernels.delta_rule.triton_step import triton_delta_rule_step  # noqa: E402
 from kernels.gla import naive_chunk_gla, naive_gla_step  # noqa: E402
+from kernels.gla import triton_chunk_bwd as gla_bwd  # noqa: E402
 from kernels.gla.triton_chunk import chunk_gla_fwd, triton_chunk_gla  # noqa: E402
 from kernels.gla.triton_step import triton_gla_step  # noqa: E402
 from kernels.mamba2_step import naive_mamba2_step  # noqa: E402
@@ -414,10 +415,19 @@ def bench_gla_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
     def chk(fn):
         return max(rel_err(a, b) for a, b in zip(fb(fn), ref, strict=True))
 
-    ours_fn = lambda *a: triton_chunk_gla(*a, scale, None, False)  # noqa: E731
-    ours_sa = lambda *a: triton_chunk_gla(*a, scale, None, False, save_scores=True)  # noqa: E731
+    ours_fn = lambda *a: triton_chunk_gla(*a, scale, None, False)  # noqa: E731  (saves the scores: the default)
+    ours_na = lambda *a: triton_chunk_gla(*a, scale, None, False, save_scores=False)  # noqa: E731
+
+    def ours_fd(*a):  # the dq/dk kernel's factored diagonal blocks (kernels/NOTES.md 43), off by default
+        gla_bwd.FACTORED_DIAGONAL = True
+        try:
+            return ours_fn(*a)
+        finally:
+            gla_bwd.FACTORED_DIAGONAL = False
+
     entries = [("ours", lambda: fb(ours_fn), lambda: chk(ours_fn), BF16_TOL, True),
-               ("ours (saved A)", lambda: fb(ours_sa), lambda: chk(ours_sa), BF16_TOL, True)]
+               ("ours (no saved A)", lambda: fb(ours_na), lambda: chk(ours_na), BF16_TOL, True),
+               ("ours (factored diagonal)", lambda: fb(ours_fd), lambda: chk(ours_fd), BF16_TOL, True)]
     if "fla" in P:
         fla_fn = lambda *a: P["fla"]["gla_chunk"](*a, scale=scale)  # noqa: E731
         entries.append(("fla chunk_gla", lambda: fb(fla_fn), lambda: chk(fla_fn), BF16_TOL, False))
