@@ -97,8 +97,9 @@ _TILES = {
     # 16 warps per SM, at the price of 72 (scores) and 136 bytes (solve, BT = 32) of spills; the autotuner decides
     "scores": ((({"BK": 32}, 4), ({"BK": 64}, 8), ({"BK": 32}, 4, 128)), ({"BK": 32}, 8)),
     # the solve keeps two [BT, BT] fp32 matrices live across its K loops: at BT = 32 these take 184-242 registers,
-    # at BT = 64 every 16-bit config tried spills (0.3-1.3 KB)
-    "solve": ((({"BK": 16}, 4), ({"BK": 32}, 8), ({"BK": 16}, 4, 128)), ({"BK": 16}, 8)),
+    # at BT = 64 every 16-bit config tried spills (0.3-1.3 KB). BK = 16 at 8 warps: 128 registers and no spills at
+    # BT = 32 (split) and BT = 16 (fused); 232 and none for the fused solve at BT = 32, K = 128 (NOTES 45)
+    "solve": ((({"BK": 16}, 4), ({"BK": 32}, 8), ({"BK": 16}, 4, 128), ({"BK": 16}, 8)), ({"BK": 16}, 8)),
     # the walk re-reads Ã, b_out and k_eff once per V block: wider blocks read less, narrower ones give more
     # programs at small batch; BV = 64 only up to K = 128 (see _MAX_STATE_TILE)
     "states": ((({"BV": 16}, 4), ({"BV": 32}, 4), ({"BV": 32}, 8), ({"BV": 64}, 8)), ({"BV": 16}, 8)),
