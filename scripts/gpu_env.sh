@@ -8,4 +8,8 @@ else
   export PYTHONPATH=$PWD
 fi
 export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 HF_HUB_OFFLINE=1 WANDB_MODE=offline
+# Autotuning: print the config each kernel picks (so a note can say which tile won, e.g. kernels/NOTES.md 39, 45),
+# and keep the timings on disk, keyed by kernel source and key arguments, so that a second call on a warm machine
+# does not re-tune (fla's chunk kernels took 75-180 s to autotune per shape and outran command limits).
+export TRITON_PRINT_AUTOTUNING=1 TRITON_CACHE_AUTOTUNING=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
