@@ -303,7 +303,9 @@ def _gla_bwd_dqk_body(
         b_dA = tl.load(p_dAd, mask=m_i[:, None] & (o_c[None, :] <= o_c[:, None]), other=0.0)
     b_dq = b_dq * scale * tl.exp(b_Gi)
     b_dk = b_dk * tl.exp(b_Gl[None, :] - b_Gi)
-    # earlier sub-chunks j < i, both factors referred to G at this sub-chunk's first row
+    # earlier sub-chunks j < i, both factors referred to G at this sub-chunk's first row. Loaded again rather than
+    # kept from the range check above: held across the V loop, those two rows cost spills (sm_90: 216 → 240 bytes
+    # at K = 128 without dA, 12 → 16 with it).
     b_Gr = tl.load(G + ((i_b * TP + t0) * H + i_h) * K + o_k, mask=m_k, other=0.0)
     acc = tl.zeros([BC, BK], dtype=tl.float32)
     for j_c in range(i_c):
