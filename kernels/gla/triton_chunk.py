@@ -7,14 +7,17 @@ padded to whole chunks: zero log-decay on padded steps keeps ``G`` flat there). 
 1. ``_gla_chunk_states``: one program per (K block, V block, batch·head) walks the chunks in order and
    stores the state *entering* each chunk, ``h[n] [K, V]`` (inputs' dtype), then the final state (fp32):
    ``S ← diag(exp(G_last)) S + (k ⊙ exp(G_last − G))ᵀ v``.
-2. ``_gla_chunk_output``: one program per (V block, chunk, batch·head). For each sub-chunk ``i`` of rows:
+2. ``_gla_chunk_output``: one program per (V block, chunk, batch·head). A chunk whose decay range (max over K of
+   ``−G`` at its last row) is within ``FACTORED_RANGE`` = 40, for K ≤ 128, takes whole-chunk products:
+   ``o = scale · [(q ⊙ e^G) h[n] + tril((q ⊙ e^G)(k ⊙ e^{−G})ᵀ) v]``, key factors ≤ e^40 (kernels/NOTES.md 41).
+   Other chunks go sub-chunk by sub-chunk. For each sub-chunk ``i`` of rows:
    ``o_i = scale · [(q_i ⊙ exp(G_i)) h[n] + Σ_{j<i} A_ij v_j + A_ii v_i]`` where the off-diagonal
    ``A_ij = (q_i ⊙ exp(G_i − G_r)) (k_j ⊙ exp(G_r − G_j))ᵀ`` refers both factors to ``G_r``, the first
    row of sub-chunk ``i`` (``G`` is non-increasing, so both exponents are ≤ 0), and the diagonal block
    ``A_ii[a, b] = Σ_k q_ak k_bk exp(G_ak − G_bk)`` is built column by column with the pairwise
    difference masked to ``-inf`` above the diagonal before the exp.
 
-No factor is ever ``exp`` of a positive number, so strong decays and long chunks stay finite. Matrix
+On the sub-chunk path no factor is ever ``exp`` of a positive number, so strong decays and long chunks stay finite. Matrix
 products take the inputs' dtype (bf16 → tensor cores, fp32 accumulate); fp32 inputs use IEEE fp32
 products so the fp32 path matches the reference to ~1e-6.
 
