@@ -418,16 +418,20 @@ def bench_gla_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
     ours_fn = lambda *a: triton_chunk_gla(*a, scale, None, False)  # noqa: E731  (saves the scores: the default)
     ours_na = lambda *a: triton_chunk_gla(*a, scale, None, False, save_scores=False)  # noqa: E731
 
-    def ours_fd(*a):  # the dq/dk kernel's factored diagonal blocks (kernels/NOTES.md 43), off by default
-        gla_bwd.FACTORED_DIAGONAL = True
-        try:
-            return ours_fn(*a)
-        finally:
-            gla_bwd.FACTORED_DIAGONAL = False
+    def factored(run):  # the dq/dk kernel's factored diagonal blocks (kernels/NOTES.md 43), off by default
+        # the flag is read by the backward, so it must hold across fb's o.backward, not just the forward call
+        def go():
+            was, gla_bwd.FACTORED_DIAGONAL = gla_bwd.FACTORED_DIAGONAL, not gla_bwd.FACTORED_DIAGONAL
+            try:
+                return run()
+            finally:
+                gla_bwd.FACTORED_DIAGONAL = was
+        return go
 
+    other = "ours (factored diagonal)" if not gla_bwd.FACTORED_DIAGONAL else "ours (row-by-row diagonal)"
     entries = [("ours", lambda: fb(ours_fn), lambda: chk(ours_fn), BF16_TOL, True),
                ("ours (no saved A)", lambda: fb(ours_na), lambda: chk(ours_na), BF16_TOL, True),
-               ("ours (factored diagonal)", lambda: fb(ours_fd), lambda: chk(ours_fd), BF16_TOL, True)]
+               (other, factored(lambda: fb(ours_fn)), factored(lambda: chk(ours_fn)), BF16_TOL, True)]
     if "fla" in P:
         fla_fn = lambda *a: P["fla"]["gla_chunk"](*a, scale=scale)  # noqa: E731
         entries.append(("fla chunk_gla", lambda: fb(fla_fn), lambda: chk(fla_fn), BF16_TOL, False))
@@ -732,7 +736,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a few shapes only")
     ap.add_argument("--only", default="", help="comma-separated sections to run (default all): " + ", ".join(SECTIONS))
     ap.add_argument("--isolate", action="store_true", help="run each section in its own process (a crash stays local)")
-    ap.add_argument("--shape", default="", help="only this shape of each section, as its numbers: e.g. 8,2048,16,64")
+    ap.add_argument("--shape", default="", help="this shape instead of each section's list, as its numbers: e.g. 8,2048,16,64 "
+                    "(B,T,H,D; sections whose shapes have another count of numbers are skipped)")
     ap.add_argument("--impl", default="", help="comma-separated name fragments: only the implementations whose name "
                     "contains one, e.g. 'BT=16,fla chunk' (default all)")
     a = ap.parse_args()
@@ -779,9 +784,10 @@ def main():
         if only and fn.__name__.removeprefix("bench_") not in only:
             continue
         try:
-            for shape in quick if q else full:
-                if a.shape and shape != tuple(int(x) for x in a.shape.split(",")):
-                    continue
+            shapes = quick if q else full
+            if a.shape:  # the one shape asked for, in the sections whose shapes have as many numbers
+                shapes = [s for s in [tuple(int(x) for x in a.shape.split(","))] if len(s) == len(full[0])]
+            for shape in shapes:
                 fn(bench, P, shape)
         except Exception:  # noqa: BLE001 - one broken section must not hide the others' numbers
             import traceback

@@ -7,8 +7,9 @@ measurement. bf16 inputs as in the benchmark; a few warm-up calls (autotuning, c
 Usage (GPU machine, repo root):
     python scripts/profile_kernels.py --op gla --shape 1,4096,16,128 [--backward] [--out DIR]
 Ops: ``gla`` (chunk_gla, the default path), ``gla-saved`` / ``gla-plain`` (``save_scores`` True / False: the
-backward from the forward's saved scores, or from the inputs alone), ``fla-gla`` (fla's chunk_gla, the peer),
-``ssd`` (chunk_ssd), ``delta`` (chunk_delta_rule). ``--shape`` is B,T,H,D (K = V = D).
+backward from the forward's saved scores, or from the inputs alone), ``gla-rowwise`` (``gla-saved`` with the
+dq/dk kernel's diagonal blocks row by row, as before kernels/NOTES.md 43), ``fla-gla`` (fla's
+chunk_gla, the peer), ``ssd`` (chunk_ssd), ``delta`` (chunk_delta_rule). ``--shape`` is B,T,H,D (K = V = D).
 """
 
 from __future__ import annotations
@@ -33,12 +34,16 @@ def make_call(op: str, B: int, T: int, H: int, D: int, backward: bool):
     dev, bf = "cuda", torch.bfloat16
     q, v = (torch.randn(B, T, H, D, device=dev, dtype=bf) for _ in range(2))
     k = (torch.randn(B, T, H, D, device=dev) / D**0.5).to(bf)
-    if op in ("gla", "gla-saved", "gla-plain"):
+    if op in ("gla", "gla-saved", "gla-plain", "gla-rowwise"):
         g = F.logsigmoid(torch.randn(B, T, H, D, device=dev)) / 16
         if op == "gla":
             leaves, fn = [q, k, v, g], lambda q, k, v, g: chunk_gla(q, k, v, g, D**-0.5, None, False)[0]
         else:
-            saved = op == "gla-saved"
+            saved = op != "gla-plain"
+            if op == "gla-rowwise":
+                import kernels.gla.triton_chunk_bwd as gla_bwd
+
+                gla_bwd.FACTORED_DIAGONAL = False
             leaves, fn = [q, k, v, g], lambda q, k, v, g: triton_chunk_gla(q, k, v, g, D**-0.5, None, False, save_scores=saved)[0]
     elif op == "fla-gla":  # the peer, for a kernel-by-kernel comparison (fla 0.6's chunk_gla)
         from fla.ops.gla import chunk_gla as fla_chunk_gla
@@ -55,7 +60,7 @@ def make_call(op: str, B: int, T: int, H: int, D: int, backward: bool):
         leaves = [q, k, v, g, a, b]
         fn = lambda q, k, v, g, a, b: chunk_delta_rule(q, k, v, g, a, b, 1.0, None, False)[0]  # noqa: E731
     else:
-        raise SystemExit(f"--op: unknown op {op!r}; choose gla, gla-saved, gla-plain, fla-gla, ssd or delta")
+        raise SystemExit(f"--op: unknown op {op!r}; choose gla, gla-saved, gla-plain, gla-rowwise, fla-gla, ssd or delta")
     do = torch.randn(B, T, H, D, device=dev, dtype=bf)
     if backward:
         leaves = [t.detach().requires_grad_() for t in leaves]
