@@ -168,7 +168,7 @@ def test_saved_scores_only_under_autograd(device, monkeypatch):
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])  # bf16 operands: ~3e-3
 @pytest.mark.parametrize("s0", [False, True])
 def test_backward_full_shape_gpu(K, V, dtype, tol, s0, save_scores, factored, monkeypatch):
-    monkeypatch.setattr(bwd, "FACTORED_DIAGONAL", factored)  # kernels/NOTES.md 43, off by default until this passes
+    monkeypatch.setattr(bwd, "FACTORED_DIAGONAL", factored)  # kernels/NOTES.md 43: both forms of the diagonal blocks
     dev = torch.device("cuda")
     B, T, H = 2, 1000, 4
     q, k, v, g, h0 = _inputs(B, T, H, K, V, s0, dev, dtype)
