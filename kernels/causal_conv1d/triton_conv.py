@@ -85,7 +85,7 @@ _FWD_CONFIGS = [triton.Config({"BT": bt, "BC": bc}, num_warps=wp) for bt, bc, wp
                 ((64, 64, 4), (32, 128, 4), (64, 128, 4), (128, 64, 8), (64, 256, 8), (16, 256, 4))]
 _conv_fwd_tuned = triton.autotune(
     configs=_FWD_CONFIGS,
-    key=["C", "size_class", "W", "HAS_S0", "SILU"],
+    key=["C", "size_class", "W", "HAS_S0", "SILU", "HAS_BIAS"],
 )(_conv_fwd_kernel)
 
 

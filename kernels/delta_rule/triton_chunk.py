@@ -88,6 +88,8 @@ MAX_K = 256  # the state walk holds all of K in one program
 FACTORED_RANGE = tl.constexpr(40.0)
 _MAX_STATE_TILE = 8192  # fp32 state elements (BK · BV) per program of the walk
 
+# Autotune keys hold every constexpr that changes a kernel's work (FUSED, SAVE_LM, SKIP_FACTORED): a key without
+# them let the split solve's tile serve the fused one, whichever ran first (kernels/NOTES.md 46).
 # GPU configs of each kernel, (meta-parameters, num_warps) each: those autotuned for 16-bit inputs (tensor-core
 # products, num_stages = 2), then the one config fp32 inputs take. Few on purpose: every new key autotunes all of
 # them. Register counts below are ptxas's for sm_90 (compiled on the CPU) at K = 64 and 128.
@@ -313,7 +315,8 @@ def _chunk_scores(
 
 
 @triton.autotune(
-    configs=_configs("scores"), key=["K", "BT", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision("scores")}
+    configs=_configs("scores"), key=["K", "BT", "IS_FP32", "SKIP_FACTORED"],
+    prune_configs_by={"early_config_prune": _by_precision("scores")},
 )
 @triton.jit(do_not_specialize=["T", "NT"])
 def _delta_rule_chunk_scores(
@@ -391,7 +394,8 @@ def _assembled_inverse(A_ab, p_sq, lower, blk_r, blk_c, BT: tl.constexpr, BC: tl
 
 
 @triton.autotune(
-    configs=_configs("solve"), key=["K", "BT", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision("solve")}
+    configs=_configs("solve"), key=["K", "BT", "IS_FP32", "FUSED", "SAVE_LM"],
+    prune_configs_by={"early_config_prune": _by_precision("solve")},
 )
 @triton.jit(do_not_specialize=["T", "NT"])
 def _delta_rule_chunk_solve(

@@ -52,7 +52,7 @@ def _configs(interpreted: bool | None = None):
 # BH_BUCKET (next power of two of batch·heads) is in the key because the best BV depends on how many
 # programs the batch alone provides: at batch 1 small V blocks buy parallelism, at batch 64 larger ones
 # save re-reads of q, k, g, a, b.
-@triton.autotune(configs=_configs(), key=["K", "V", "BK", "BH_BUCKET"])
+@triton.autotune(configs=_configs(), key=["K", "V", "BK", "BH_BUCKET", "CKPT"])  # CKPT: under autograd
 @triton.jit(do_not_specialize=["T"])
 def _delta_rule_fused_recurrent_fwd(
     q, k, v, g, a, b, o, h0, hT, ckpt, scale, T, NC, BH_BUCKET,

@@ -58,7 +58,7 @@ def _configs(pairs: tuple[tuple[int, int], ...], interpreted: bool | None = None
     return [triton.Config({"BV": bv}, num_warps=w, num_stages=2) for bv, w in pairs]
 
 
-@triton.autotune(configs=_configs(_STATES_TILES), key=["K", "V", "BK", "IS_FP32"])
+@triton.autotune(configs=_configs(_STATES_TILES), key=["K", "V", "BK", "BT", "IS_FP32"])
 @triton.jit
 def _gla_chunk_states(
     k, v, G, h, h0, hT, T, NT,
@@ -103,7 +103,8 @@ def _dot(a, b, IS_FP32: tl.constexpr):
         return tl.dot(a, b)
 
 
-@triton.autotune(configs=_configs(_OUTPUT_TILES), key=["K", "V", "BK", "IS_FP32"])
+# STORE_A in the key: the forward under autograd writes the scores, inference does not (kernels/NOTES.md 46)
+@triton.autotune(configs=_configs(_OUTPUT_TILES), key=["K", "V", "BK", "BT", "IS_FP32", "STORE_A"])
 @triton.jit
 def _gla_chunk_output(
     q, k, v, G, h, o, A, scale, T, NT,

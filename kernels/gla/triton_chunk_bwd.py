@@ -81,7 +81,7 @@ _DQK_DA_TILES = ((32, 4), (32, 8), (64, 8))
 _DVS_TILES = ((64, 8), (128, 8))
 
 
-@triton.autotune(configs=_configs(_DH_TILES), key=["K", "V", "BK", "IS_FP32"])
+@triton.autotune(configs=_configs(_DH_TILES), key=["K", "V", "BK", "BT", "IS_FP32"])
 @triton.jit
 def _gla_bwd_dh(
     q, do, G, dh, dhT, dh0, scale, T, NT,
@@ -115,7 +115,7 @@ def _gla_bwd_dh(
         tl.store(dh0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_dh, mask=m_kv)
 
 
-@triton.autotune(configs=_configs(_DV_TILES), key=["K", "V", "BK", "IS_FP32"])
+@triton.autotune(configs=_configs(_DV_TILES), key=["K", "V", "BK", "BT", "IS_FP32"])
 @triton.jit
 def _gla_bwd_dv(
     q, k, G, do, dh, dv, scale, T, NT,
@@ -171,7 +171,7 @@ def _gla_bwd_dv(
         tl.store(p_dv, acc.to(dv.dtype.element_ty), mask=m_j[:, None] & m_v[None, :])
 
 
-@triton.autotune(configs=_configs(_DVS_TILES), key=["K", "V", "BK", "IS_FP32"])
+@triton.autotune(configs=_configs(_DVS_TILES), key=["K", "V", "BK", "BT", "IS_FP32"])
 @triton.jit
 def _gla_bwd_dv_scores(
     k, G, A, do, dh, dv, T, NT,
@@ -206,7 +206,7 @@ def _gla_bwd_dv_scores(
     tl.store(dv + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], acc.to(dv.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
 
 
-@triton.autotune(configs=_configs(_DVS_TILES), key=["V", "IS_FP32"])
+@triton.autotune(configs=_configs(_DVS_TILES), key=["V", "BT", "IS_FP32"])
 @triton.jit
 def _gla_bwd_dA(
     v, do, dA, T, NT, H: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr, IS_FP32: tl.constexpr,
@@ -416,8 +416,11 @@ def _gla_bwd_dg(
 # column of K is independent — dq, dk and dg of a K column need only that column of q, k, G, h and dh — so the
 # grid splits K into blocks of at most 64: twice the programs at K = 128, each with half the tiles.
 _gla_bwd_dqk_jit = triton.jit(_gla_bwd_dqk_body)
-_gla_bwd_dqk = triton.autotune(configs=_configs(_DQK_TILES), key=["K", "V", "BK", "IS_FP32", "HAS_DA"])(_gla_bwd_dqk_jit)
-_gla_bwd_dqk_da = triton.autotune(configs=_configs(_DQK_DA_TILES), key=["K", "V", "BK", "IS_FP32", "HAS_DA"])(_gla_bwd_dqk_jit)
+# FACTORED in the key: the factored launch and the pairwise one after it do different work (most of the
+# pairwise programs return at once); with one key the first launch's tile served both (kernels/NOTES.md 46)
+_DQK_KEY = ["K", "V", "BK", "BT", "IS_FP32", "HAS_DA", "FACTORED"]
+_gla_bwd_dqk = triton.autotune(configs=_configs(_DQK_TILES), key=_DQK_KEY)(_gla_bwd_dqk_jit)
+_gla_bwd_dqk_da = triton.autotune(configs=_configs(_DQK_DA_TILES), key=_DQK_KEY)(_gla_bwd_dqk_jit)
 
 
 def chunk_gla_bwd(

@@ -301,3 +301,39 @@ def test_causal_conv1d_update():
     with guards.allocations(), gpu_launch_choices(conv):
         y = conv.triton_causal_conv1d_update(guards(x), s, guards(w), guards(b), "silu")
     _check(guards, "conv update", [("y", y, y_ref), ("state", s, ref_state)])
+
+
+# Constexprs an autotune key may leave out: the heads count and fixed sub-block sizes (no change to a program's
+# work), flags that only gate the first or last chunk's state loads and stores, and WHOLE (a function of BK,
+# which the GLA output kernel's key holds).
+_KEY_EXEMPT = {"H", "BC", "BKD", "HAS_H0", "STORE_FINAL", "HAS_DHT", "STORE_DH0", "WHOLE"}
+
+
+def _autotuned_kernels():
+    import importlib
+    import pkgutil
+
+    import triton
+
+    import kernels
+
+    for info in pkgutil.walk_packages(kernels.__path__, "kernels."):
+        mod = importlib.import_module(info.name)
+        for name, obj in vars(mod).items():
+            if isinstance(obj, triton.runtime.autotuner.Autotuner) and obj.fn.fn.__module__ == mod.__name__:
+                yield f"{info.name}.{name}", obj
+
+
+@pytest.mark.parametrize("name,kernel", list(_autotuned_kernels()), ids=lambda x: x if isinstance(x, str) else "")
+def test_autotune_key_holds_every_path_flag(name, kernel):
+    """A constexpr that changes what a kernel does (a fused path, extra stores) must be in its autotune key:
+    otherwise the tile timed for one path serves the other, whichever ran first in the process (the fused
+    delta-rule solve ran with the split solve's tile, kernels/NOTES.md 46). Tuned meta-parameters are exempt."""
+    import inspect
+
+    tuned = {k for c in kernel.configs for k in c.kwargs}
+    params = inspect.signature(kernel.fn.fn).parameters.values()  # the Python function (JIT or interpreted)
+    constexprs = {p.name for p in params if "constexpr" in str(p.annotation)}
+    assert constexprs, f"{name}: no constexpr parameters found (the annotation check is broken)"
+    flags = constexprs - tuned - _KEY_EXEMPT
+    assert flags <= set(kernel.keys), f"{name}: add {sorted(flags - set(kernel.keys))} to its autotune key"
