@@ -12,4 +12,12 @@ export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 HF_HUB_OFFLINE=1 WANDB_MODE=offline
 # and keep the timings on disk, keyed by kernel source and key arguments, so that a second call on a warm machine
 # does not re-tune (fla's chunk kernels took 75-180 s to autotune per shape and outran command limits).
 export TRITON_PRINT_AUTOTUNING=1 TRITON_CACHE_AUTOTUNING=1
+# Autotune results from earlier machines: `.autotune-cache/` (git-ignored, carried like .whl/) holds the
+# <hash>/<kernel>.autotune.json files that `bash scripts/gpu_autotune_cache.sh save OUT` packed on an earlier call.
+# Triton's hash covers its own build, the GPU target, the kernel's source, the key and the configs, so a changed
+# kernel or another GPU kind simply re-tunes; an unchanged peer (fla) skips its minutes of tuning.
+export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$HOME/.triton/cache}
+if [ -d .autotune-cache ]; then
+  mkdir -p "$TRITON_CACHE_DIR" && cp -r .autotune-cache/. "$TRITON_CACHE_DIR"/
+fi
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1

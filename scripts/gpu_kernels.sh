@@ -37,3 +37,4 @@ else
   echo "compute-sanitizer not on PATH: SSD backward memcheck skipped" | tee "$out/ssd_bwd_memcheck.log"
 fi
 python3 scripts/bench_kernels.py --isolate --out "$out" ${sections:+--only "$sections"} 2>&1 | tee "$out/bench.log" | grep -E "^\| |geomean|exit code"
+bash scripts/gpu_autotune_cache.sh save "$out"  # for the next machine: see that script
