@@ -166,8 +166,61 @@ def fmt_row(row) -> str:
     return f"| {row['op']} | {row['shape']} | {row['floor_us']:.1f} | " + " / ".join(parts) + f" | {ratio} |"
 
 
+def plot_ratios(path: Path, head: dict, rows: list) -> bool:
+    """A bar per row that has a peer: best peer's time / ours on a log axis (right of 1: ours faster), written to
+    ``path`` (temporary name, then renamed). Rows without a ratio (no peer ran, or a check failed) are left out;
+    returns False, writing nothing, when no row has one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rated = [r for r in rows if r.get("ratio_vs_best_peer")]
+    if not rated:
+        return False
+    ratios = [r["ratio_vs_best_peer"] for r in rated]
+    fig, ax = plt.subplots(figsize=(9, 0.3 * len(rated) + 1.4))
+    y = range(len(rated))[::-1]  # first row at the top, as in the table
+    # bars grow from 1 (parity): right where ours is faster, left where a peer is
+    ax.barh(list(y), [x - 1 for x in ratios], left=1, color=["tab:green" if x >= 1 else "tab:red" for x in ratios])
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", lw=0.8)
+    ax.set_yticks(list(y), [f"{r['op']}  {r['shape']}" for r in rated], fontsize=7)
+    for yi, x in zip(y, ratios, strict=True):
+        ax.text(x, yi, f" {x:.2f}× ", va="center", ha="left" if x >= 1 else "right", fontsize=7)
+    lo, hi = min(0.5, min(ratios) / 1.3), max(2.0, max(ratios) * 1.6)
+    ax.set_xlim(lo, hi)
+    ticks = [t for t in (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20) if lo <= t <= hi]
+    ax.set_xticks(ticks, [f"{t:g}×" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("best peer time / ours (> 1: ours faster)")
+    ax.set_title(f"{head['device']}, {str(head['date'])[:10]}: peers {', '.join(head['peers']) or 'none'}", fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
+def plot_saved(path: Path) -> None:
+    """``--plot``: the ratio plot of a saved bench_kernels.json, written beside it with the suffix .png."""
+    try:
+        saved = json.loads(path.read_text())
+        head, rows = saved["header"], saved["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"--plot: {path} is not a bench_kernels.json ({type(e).__name__}: {e}); "
+                         "pass the .json that bench_kernels.py wrote") from None
+    png = path.with_suffix(".png")
+    if plot_ratios(png, head, rows):
+        print(f"wrote {png}")
+    else:
+        print(f"{path}: no row has a peer ratio; nothing to plot")
+
+
 def write_results(out: Path, head: dict, rows: list) -> None:
-    """bench_kernels.json and .md under ``out``, each written to a temporary name and renamed into place."""
+    """bench_kernels.json and .md under ``out``, each written to a temporary name and renamed into place, and the
+    ratios as bench_kernels.png (:func:`plot_ratios`) where matplotlib is installed."""
     out.mkdir(parents=True, exist_ok=True)
     md = [f"# Kernel benchmark — {head['device']}, {head['date']}", "",
           f"torch {head['torch']}, triton {head['triton']}; peers: {', '.join(head['peers']) or 'none'}; "
@@ -181,6 +234,10 @@ def write_results(out: Path, head: dict, rows: list) -> None:
         tmp = out / f".{name}.tmp"
         tmp.write_text(text)
         tmp.replace(out / name)
+    try:
+        plot_ratios(out / "bench_kernels.png", head, rows)
+    except ImportError:  # the numbers are in the .md and .json; the plot can be made later with --plot
+        pass
 
 
 def run_isolated(a, sections: list[str]) -> None:
@@ -732,7 +789,9 @@ def bench_fused_step(bench: Bench, P: dict, shape: tuple[int, ...]):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=".", help="folder for bench_kernels.md / .json")
+    ap.add_argument("--out", default=".", help="folder for bench_kernels.md / .json / .png")
+    ap.add_argument("--plot", default="", metavar="JSON", help="only draw the ratio plot of a saved bench_kernels.json "
+                    "(beside it, as .png; no GPU needed)")
     ap.add_argument("--quick", action="store_true", help="a few shapes only")
     ap.add_argument("--only", default="", help="comma-separated sections to run (default all): " + ", ".join(SECTIONS))
     ap.add_argument("--isolate", action="store_true", help="run each section in its own process (a crash stays local)")
@@ -741,6 +800,8 @@ def main():
     ap.add_argument("--impl", default="", help="comma-separated name fragments: only the implementations whose name "
                     "contains one, e.g. 'BT=16,fla chunk' (default all)")
     a = ap.parse_args()
+    if a.plot:
+        return plot_saved(Path(a.plot))
     only = [x for x in a.only.split(",") if x]
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:

@@ -53,3 +53,37 @@ def test_case_runs_only_the_chosen_implementations_and_refuses_to_time_a_failed_
     assert list(row["impls"]) == ["ours BT=16", "fla chunk", "fla broken BT=16"]
     assert row["impls"]["fla broken BT=16"]["status"].startswith("FAILED check") and 0.1 not in timed
     assert row["ratio_vs_best_peer"] == 1.5
+
+
+def _rows():
+    ok = {"status": "ok", "us": 2.0, "pct_floor": 50.0, "ours": True}
+    return [{"op": "SSD decode step", "shape": "B=1", "floor_us": 1.0, "ratio_vs_best_peer": 0.8, "impls": {"ours": ok}},
+            {"op": "GLA chunk fwd", "shape": "B=8", "floor_us": 1.0, "ratio_vs_best_peer": 1.7, "impls": {"ours": ok}},
+            {"op": "conv", "shape": "B=1", "floor_us": 1.0, "ratio_vs_best_peer": None, "impls": {"ours": ok}}]
+
+
+def test_ratio_plot_beside_the_results_and_from_a_saved_file(tmp_path, capsys):
+    import matplotlib.image
+
+    bk = _bench_module()
+    head = {"device": "dev", "date": "2026-12-01T00:00:00", "torch": "t", "triton": "tr", "peers": ["fla"],
+            "hbm_copy_GBps": 1000.0, "bf16_matmul_TFLOPs": 500.0}
+    bk.write_results(tmp_path, head, _rows())
+    png = tmp_path / "bench_kernels.png"
+    assert matplotlib.image.imread(png).shape[0] > 100 and not list(tmp_path.glob(".*tmp*"))
+    # --plot redraws it from the saved JSON, beside that file
+    png.unlink()
+    bk.plot_saved(tmp_path / "bench_kernels.json")
+    assert png.exists() and "wrote" in capsys.readouterr().out
+    # no row with a peer ratio: nothing is drawn
+    assert not bk.plot_ratios(tmp_path / "none.png", head, _rows()[2:]) and not (tmp_path / "none.png").exists()
+
+
+def test_plot_of_a_file_that_is_not_a_saved_benchmark_says_so(tmp_path):
+    import pytest
+
+    bk = _bench_module()
+    bad = tmp_path / "notes.json"
+    bad.write_text('{"rows": []}')
+    with pytest.raises(SystemExit, match="is not a bench_kernels.json"):
+        bk.plot_saved(bad)
