@@ -15,6 +15,20 @@ def triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+# Block and grid arithmetic for host code. triton.cdiv and triton.next_power_of_2 are constexpr functions in
+# triton 3.6: each host call unwraps its arguments, ~5 us on a CI core against ~0.01 us for the integer
+# expression, and the wrappers make a dozen to two dozen of them per call (grid lambdas included), which is
+# time the CPU spends before the GPU gets work (kernels/NOTES.md 48).
+def cdiv(a: int, b: int) -> int:
+    """⌈a / b⌉ of two integers, b > 0 (as ``triton.cdiv``)."""
+    return -(-a // b)
+
+
+def next_power_of_2(n: int) -> int:
+    """The smallest power of 2 ≥ n for n ≥ 1, and 0 for n = 0 (as ``triton.next_power_of_2``)."""
+    return 1 << (n - 1).bit_length() if n > 0 else 0
+
+
 def tracks_grad(*tensors: torch.Tensor | None) -> bool:
     """True when autograd is on and any of ``tensors`` (None skipped) requires grad: a kernel's backward is needed."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
@@ -73,16 +87,14 @@ def step_launch(BH: int, K: int, V: int, rank_one: bool = False) -> tuple[int, i
     once batch·heads fill the GPU with them. Warp counts and that rule come from a sweep on an H200
     (``scripts/sweep_step_launch.py``, kernels/NOTES.md 27).
     """
-    import triton
-
-    BK = max(16, triton.next_power_of_2(K))
-    BV = max(16, triton.next_power_of_2(V))
+    BK = max(16, next_power_of_2(K))
+    BV = max(16, next_power_of_2(V))
     if triton_interpreted():
         return BK, BV, 4
     BV = min(BV, max(16, 8192 // BK))
-    while BV > 16 and BH * triton.cdiv(V, BV) < _TARGET_PROGRAMS:
+    while BV > 16 and BH * cdiv(V, BV) < _TARGET_PROGRAMS:
         BV //= 2
-    if rank_one and BV > 32 and BH * triton.cdiv(V, 32) >= _TARGET_PROGRAMS:
+    if rank_one and BV > 32 and BH * cdiv(V, 32) >= _TARGET_PROGRAMS:
         return BK, 32, max(2, BK * 32 // 2048)
     return BK, BV, _step_warps(BK * BV)
 

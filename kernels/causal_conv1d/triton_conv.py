@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels._dispatch import triton_interpreted
+from kernels._dispatch import cdiv, next_power_of_2, triton_interpreted
 from kernels.causal_conv1d.naive import ACTIVATIONS
 
 __all__ = ["triton_causal_conv1d", "triton_causal_conv1d_update", "conv_update_channels"]
@@ -29,8 +29,8 @@ __all__ = ["triton_causal_conv1d", "triton_causal_conv1d_update", "conv_update_c
 def _blocks(T: int, C: int) -> tuple[int, int]:
     # Tiles of ≤ 64×64 fp32 keep registers low; the interpreter prefers fewer, larger programs.
     if triton_interpreted():
-        return max(triton.next_power_of_2(T), 16), max(triton.next_power_of_2(C), 16)
-    return min(64, max(triton.next_power_of_2(T), 16)), min(64, max(triton.next_power_of_2(C), 16))
+        return max(next_power_of_2(T), 16), max(next_power_of_2(C), 16)
+    return min(64, max(next_power_of_2(T), 16)), min(64, max(next_power_of_2(C), 16))
 
 
 @triton.jit
@@ -183,9 +183,9 @@ class _CausalConv1dFn(torch.autograd.Function):
         args = (x, weight, bias, s0, y, final, T, C, (B * T).bit_length())
         if triton_interpreted():
             BT, BC = _blocks(T, C)
-            _conv_fwd_kernel[(triton.cdiv(C, BC), max(triton.cdiv(T, BT), 1), B)](*args, BT=BT, BC=BC, **flags)
+            _conv_fwd_kernel[(cdiv(C, BC), max(cdiv(T, BT), 1), B)](*args, BT=BT, BC=BC, **flags)
         else:
-            _conv_fwd_tuned[lambda m: (triton.cdiv(C, m["BC"]), max(triton.cdiv(T, m["BT"]), 1), B)](*args, **flags)
+            _conv_fwd_tuned[lambda m: (cdiv(C, m["BC"]), max(cdiv(T, m["BT"]), 1), B)](*args, **flags)
         ctx.save_for_backward(x, weight, bias, s0)
         ctx.activation = activation
         return y, final
@@ -196,19 +196,19 @@ class _CausalConv1dFn(torch.autograd.Function):
         B, T, C = x.shape
         W = weight.shape[1]
         BT, BC = _blocks(T, C)
-        NT = max(triton.cdiv(T, BT), 1)
+        NT = max(cdiv(T, BT), 1)
         dy = dy.contiguous()
         dpre = torch.empty(B, T, C, device=x.device, dtype=torch.float32)
         dw_part = torch.empty(B, NT, C, W, device=x.device, dtype=torch.float32)
         db_part = torch.empty(B, NT, C, device=x.device, dtype=torch.float32) if bias is not None else None
-        _conv_bwd_dpre_kernel[(triton.cdiv(C, BC), NT, B)](
+        _conv_bwd_dpre_kernel[(cdiv(C, BC), NT, B)](
             x, weight, bias, s0, dy, dpre, dw_part, db_part, T, C, NT,
             W=W, BT=BT, BC=BC, HAS_BIAS=bias is not None, HAS_S0=s0 is not None, SILU=ctx.activation == "silu",
         )
         dx = torch.empty_like(x)
         ds0 = torch.empty_like(s0) if s0 is not None else None
         BTf, _ = _blocks(T + W - 1, C)
-        _conv_bwd_dfull_kernel[(triton.cdiv(C, BC), triton.cdiv(T + W - 1, BTf), B)](
+        _conv_bwd_dfull_kernel[(cdiv(C, BC), cdiv(T + W - 1, BTf), B)](
             dpre, weight, dfinal.contiguous() if dfinal is not None else None, dx, ds0, T, C,
             W=W, BT=BTf, BC=BC, HAS_DFINAL=dfinal is not None, STORE_DS0=s0 is not None,
         )
@@ -292,9 +292,9 @@ def triton_causal_conv1d_update(
         )
     x = x.contiguous()
     y = torch.empty_like(x)
-    BC = max(16, min(triton.next_power_of_2(C), 1024 if triton_interpreted() else 256))
-    _conv_update_kernel[(triton.cdiv(C, BC), B)](
-        x, state, weight.contiguous(), bias, y, C, W=W, WP=triton.next_power_of_2(W - 1), BC=BC,
+    BC = max(16, min(next_power_of_2(C), 1024 if triton_interpreted() else 256))
+    _conv_update_kernel[(cdiv(C, BC), B)](
+        x, state, weight.contiguous(), bias, y, C, W=W, WP=next_power_of_2(W - 1), BC=BC,
         HAS_BIAS=bias is not None, SILU=activation == "silu",
     )
     return y

@@ -70,7 +70,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels._dispatch import tracks_grad, triton_interpreted
+from kernels._dispatch import cdiv, next_power_of_2, tracks_grad, triton_interpreted
 from kernels.delta_rule._autograd import reference_differentiable
 from kernels.delta_rule.naive import _check
 from kernels.gla.naive import pad_time
@@ -586,11 +586,11 @@ def chunk_delta_rule_fwd(
     q, k, v = prepare_inputs(q, k, v)
     a, b = a.contiguous(), b.contiguous()
     BT, BH = chunk_size, B * H
-    NT = triton.cdiv(T, BT)
+    NT = cdiv(T, BT)
     TP = NT * BT
     dev, f32 = q.device, torch.float32
     IS_FP32 = q.dtype == torch.float32
-    BK = max(16, triton.next_power_of_2(K))
+    BK = max(16, next_power_of_2(K))
     h0 = initial_state.float().contiguous() if initial_state is not None else None
     hT = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
     o = torch.empty(B, T, H, V, device=dev, dtype=out_dtype)
@@ -610,12 +610,12 @@ def chunk_delta_rule_fwd(
             q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, Ae, Bo, Ke, Qe, P, Ls, Ms, float(scale), T, NT,
             H=H, K=K, BT=BT, BC=SUB_CHUNK, IS_FP32=IS_FP32, SAVE_LM=saved is not None, FUSED=fuse_scores,
         )
-    _delta_rule_chunk_states[lambda meta: (triton.cdiv(V, meta["BV"]), BH)](
-        v, G, Ae, Bo, Ke, h, h0, hT, T, NT, min(triton.next_power_of_2(BH), 4096),
+    _delta_rule_chunk_states[lambda meta: (cdiv(V, meta["BV"]), BH)](
+        v, G, Ae, Bo, Ke, h, h0, hT, T, NT, min(next_power_of_2(BH), 4096),
         H=H, K=K, V=V, BT=BT, BK=BK, HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=IS_FP32,
     )
     if NT:
-        _delta_rule_chunk_output[lambda meta: (triton.cdiv(V, meta["BV"]), NT, BH)](
+        _delta_rule_chunk_output[lambda meta: (cdiv(V, meta["BV"]), NT, BH)](
             v, Qe, P, h, o, T, NT, H=H, K=K, V=V, BT=BT, IS_FP32=IS_FP32,
         )
     if saved is not None:

@@ -36,6 +36,7 @@ import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from kernels._dispatch import cdiv, next_power_of_2
 from kernels.delta_rule.naive import _check
 from kernels.delta_rule.triton_chunk import FACTORED_RANGE, TileTable, chunk_delta_rule_fwd
 from kernels.gla.triton_chunk import _dot
@@ -369,17 +370,17 @@ def chunk_delta_rule_bwd(
     V = v.shape[-1]
     BT = saved["BT"]
     BC = 16
-    NT = triton.cdiv(T, BT)
+    NT = cdiv(T, BT)
     TP, BH = NT * BT, B * H
     dev, f32 = q.device, torch.float32
     IS_FP32 = q.dtype == torch.float32
-    BK = max(16, triton.next_power_of_2(K))
+    BK = max(16, next_power_of_2(K))
     do = do.to(q.dtype).contiguous()
     G = saved["G"]
     dh = torch.empty(BH, NT, K, V, device=dev, dtype=f32)
     dh0 = torch.empty(B, H, K, V, device=dev, dtype=f32) if need_dh0 else None
-    _delta_rule_chunk_dstates[lambda meta: (triton.cdiv(V, meta["BV"]), BH)](
-        do, G, saved["Ae"], saved["Bo"], saved["Qe"], dh, dhT, dh0, T, NT, min(triton.next_power_of_2(BH), 4096),
+    _delta_rule_chunk_dstates[lambda meta: (cdiv(V, meta["BV"]), BH)](
+        do, G, saved["Ae"], saved["Bo"], saved["Qe"], dh, dhT, dh0, T, NT, min(next_power_of_2(BH), 4096),
         H=H, K=K, V=V, BT=BT, BK=BK, HAS_DHT=dhT is not None, STORE_DH0=need_dh0, IS_FP32=IS_FP32,
     )
     U, dR = torch.empty(2, BH, TP, V, device=dev, dtype=f32).unbind(0)
@@ -392,13 +393,13 @@ def chunk_delta_rule_bwd(
     dq, dk, da, db = (torch.empty(B, T, H, K, device=dev, dtype=x.dtype) for x in (q, k, a, b))  # rounded once, in-kernel
     X, Y, Cg = torch.empty(3, B, TP, H, K, device=dev, dtype=f32).unbind(0)
     W = torch.empty(B, NT, H, K, device=dev, dtype=f32)
-    _delta_rule_chunk_bwd_k[lambda meta: (triton.cdiv(K, meta["BK"]) * (BT // BC), NT, BH)](
+    _delta_rule_chunk_bwd_k[lambda meta: (cdiv(K, meta["BK"]) * (BT // BC), NT, BH)](
         q, k, v, a, b, do, G, saved["h"], dh, U, dR, *dA.unbind(0), dq, dk, da, db, X, Y, Cg, W, float(scale), T, NT,
         H=H, K=K, V=V, BT=BT, BC=BC, IS_FP32=IS_FP32,
     )
     dg = torch.empty_like(g)
     BKG = min(64, BK)
-    _delta_rule_chunk_bwd_dg[(triton.cdiv(K, BKG), NT, BH)](X, Y, Cg, W, dg, T, NT, H=H, K=K, BT=BT, BK=BKG)
+    _delta_rule_chunk_bwd_dg[(cdiv(K, BKG), NT, BH)](X, Y, Cg, W, dg, T, NT, H=H, K=K, BT=BT, BK=BKG)
     return dq, dk, dv, dg, da, db, dh0
 
 

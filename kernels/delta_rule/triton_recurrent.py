@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels._dispatch import tracks_grad, triton_interpreted
+from kernels._dispatch import cdiv, next_power_of_2, tracks_grad, triton_interpreted
 from kernels.delta_rule._autograd import reference_differentiable
 from kernels.delta_rule.naive import _check
 
@@ -137,17 +137,17 @@ def fused_recurrent_delta_rule_fwd(
     hT = torch.empty(B, H, K, V, device=v.device, dtype=torch.float32) if output_final_state else None
     NC = 0
     if checkpoints is not None:
-        NC = triton.cdiv(T, checkpoint_every) if checkpoint_every > 0 else -1
+        NC = cdiv(T, checkpoint_every) if checkpoint_every > 0 else -1
         if checkpoints.shape != (B, H, NC, K, V) or checkpoints.dtype != torch.float32 or not checkpoints.is_contiguous():
             raise ValueError(
                 f"fused_recurrent_delta_rule: checkpoints {tuple(checkpoints.shape)} {checkpoints.dtype} must be a "
                 f"contiguous fp32 [B, H, ceil(T / C), K, V] = {(B, H, NC, K, V)} with checkpoint_every = C ≥ 1"
             )
-    BK = max(16, triton.next_power_of_2(K))
-    bucket = min(triton.next_power_of_2(B * H), 4096)
+    BK = max(16, next_power_of_2(K))
+    bucket = min(next_power_of_2(B * H), 4096)
 
     def grid(meta):
-        return (triton.cdiv(V, meta["BV"]), B * H)
+        return (cdiv(V, meta["BV"]), B * H)
 
     _delta_rule_fused_recurrent_fwd[grid](
         q, k, v, g, a, b, o, h0, hT, checkpoints, float(scale), T, NC, bucket,

@@ -47,7 +47,7 @@ import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from kernels._dispatch import triton_interpreted
+from kernels._dispatch import cdiv, next_power_of_2, triton_interpreted
 from kernels.delta_rule.naive import _check
 from kernels.delta_rule.triton_recurrent import MAX_K, fused_recurrent_delta_rule_fwd
 
@@ -63,7 +63,7 @@ def checkpoint_interval(T: int) -> int:
     Memory per batch·head is about ``T / C`` checkpoints plus ``C`` scratch states; √T balances the two. Capped at
     64 so that the scratch of the programs resident on the GPU has a chance to stay in L2; at least 16 so that short
     sequences do not walk many tiny segments."""
-    return min(64, max(16, triton.next_power_of_2(math.isqrt(max(T, 1)))))
+    return min(64, max(16, next_power_of_2(math.isqrt(max(T, 1)))))
 
 
 def _configs(interpreted: bool | None = None):
@@ -98,8 +98,8 @@ def _block_v(BH: int, K: int, V: int, interpreted: bool | None = None) -> int:
     interpreter takes 16, so that odd V (tests: V = 20) spans two blocks."""
     if triton_interpreted() if interpreted is None else interpreted:
         return 16
-    BK = max(16, triton.next_power_of_2(K))
-    return 32 if BH * triton.cdiv(V, 32) >= _TARGET_PROGRAMS and BK * 32 <= _MAX_TILE else 16
+    BK = max(16, next_power_of_2(K))
+    return 32 if BH * cdiv(V, 32) >= _TARGET_PROGRAMS and BK * 32 <= _MAX_TILE else 16
 
 
 @triton.autotune(configs=_configs(), key=["K", "V", "BK", "BV", "C"], prune_configs_by={"early_config_prune": _prune})
@@ -219,14 +219,14 @@ def fused_recurrent_delta_rule_bwd(
     if dhT is not None and dhT.shape != (B, H, K, V):
         raise ValueError(f"fused_recurrent_delta_rule_bwd: dhT {tuple(dhT.shape)} must be [B, H, K, V] = {(B, H, K, V)}")
     C = checkpoint_every or checkpoint_interval(T)
-    NC = triton.cdiv(T, C)
+    NC = cdiv(T, C)
     q, k, v, g, a, b, do = (t.contiguous() for t in (q, k, v, g, a, b, do))
     if checkpoints is None:
         checkpoints = torch.empty(B, H, NC, K, V, device=q.device, dtype=torch.float32)
         fused_recurrent_delta_rule_fwd(q, k, v, g, a, b, scale, initial_state, False, checkpoints, C)
-    BK = max(16, triton.next_power_of_2(K))
+    BK = max(16, next_power_of_2(K))
     BV = _block_v(B * H, K, V)
-    NV = triton.cdiv(V, BV)
+    NV = cdiv(V, BV)
     scratch = torch.empty(B * H * NV, C, BK, BV, device=q.device, dtype=torch.float32)
     parts = torch.empty(5, NV, B, T, H, K, device=q.device, dtype=torch.float32)
     dv = torch.empty_like(v)
@@ -254,7 +254,7 @@ class FusedRecurrentDeltaRuleFunction(torch.autograd.Function):
         _check(q, k, v, g, a, b, "fused_recurrent_delta_rule")
         B, T, H, K = q.shape
         C = checkpoint_interval(T)
-        ckpt = torch.empty(B, H, triton.cdiv(T, C), K, v.shape[-1], device=q.device, dtype=torch.float32)
+        ckpt = torch.empty(B, H, cdiv(T, C), K, v.shape[-1], device=q.device, dtype=torch.float32)
         o, hT = fused_recurrent_delta_rule_fwd(q, k, v, g, a, b, scale, initial_state, output_final_state, ckpt, C)
         ctx.save_for_backward(q, k, v, g, a, b, initial_state, ckpt)
         ctx.scale, ctx.checkpoint_every = scale, C

@@ -11,9 +11,9 @@ input elements per head, negligible) — the floor it is judged against, the sam
 from __future__ import annotations
 
 import torch
-import triton
 from torch import Tensor
 
+from kernels._dispatch import cdiv
 from kernels.gla.triton_step import check_read_out, gated_step_kernel, read_out_args, read_out_launch
 
 __all__ = ["triton_delta_rule_step"]
@@ -48,7 +48,7 @@ def triton_delta_rule_step(
     q, k, v, g, a, b = (t.contiguous() for t in (q, k, v, g, a, b))
     o = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
     BK, BV, warps = read_out_launch(B * H, K, V, norm_weight is not None, rank_one=True)
-    gated_step_kernel[(triton.cdiv(V, BV), B * H)](
+    gated_step_kernel[(cdiv(V, BV), B * H)](
         q, k, v, g, a, b, state, o, float(scale), None if bonus is None else bonus.contiguous(),
         *read_out_args(norm_weight, gate, eps), H, K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=True,
         HAS_BONUS=bonus is not None, HAS_NORM=norm_weight is not None, HAS_GATE=gate is not None, num_warps=warps,

@@ -33,7 +33,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels._dispatch import tracks_grad, triton_interpreted
+from kernels._dispatch import cdiv, next_power_of_2, tracks_grad, triton_interpreted
 from kernels.gla.naive import check_gated, pad_time
 
 __all__ = ["triton_chunk_gla", "chunk_gla_fwd", "chunk_gla_states", "chunk_local_cumsum", "CHUNK"]
@@ -210,7 +210,7 @@ def chunk_local_cumsum(g: Tensor) -> Tensor:
     """In-chunk inclusive cumulative log-decay ``G [B, NT·BT, H, K]`` fp32, padded to whole chunks with a zero
     log-decay (``G`` flat over the padding, so every padded step leaves the state as it was)."""
     B, T, H, K = g.shape
-    NT = triton.cdiv(T, CHUNK)
+    NT = cdiv(T, CHUNK)
     return pad_time(g.float(), NT * CHUNK - T).view(B, NT, CHUNK, H, K).cumsum(2).view(B, NT * CHUNK, H, K).contiguous()
 
 
@@ -225,13 +225,13 @@ def chunk_gla_states(
     """
     B, T, H, K = k.shape
     V = v.shape[-1]
-    NT = triton.cdiv(T, CHUNK)
+    NT = cdiv(T, CHUNK)
     # Chunk-entry states in the inputs' dtype (bf16 halves the largest traffic term), as for SSD.
     h = torch.empty(B, H, NT, K, V, device=k.device, dtype=k.dtype)
     h0 = initial_state.float().contiguous() if initial_state is not None else None
     hT = torch.empty(B, H, K, V, device=k.device, dtype=torch.float32) if output_final_state else None
-    BKs = min(64, max(16, triton.next_power_of_2(K)))
-    _gla_chunk_states[lambda meta: (triton.cdiv(K, BKs), triton.cdiv(V, meta["BV"]), B * H)](
+    BKs = min(64, max(16, next_power_of_2(K)))
+    _gla_chunk_states[lambda meta: (cdiv(K, BKs), cdiv(V, meta["BV"]), B * H)](
         k, v, G, h, h0, hT, T, NT, H=H, K=K, V=V, BT=CHUNK, BK=BKs,
         HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=k.dtype == torch.float32,
     )
@@ -259,14 +259,14 @@ def chunk_gla_fwd(
     q, k, v = prepare_inputs(q, k, v)
     B, T, H, K = q.shape
     V = v.shape[-1]
-    NT = triton.cdiv(T, CHUNK)
+    NT = cdiv(T, CHUNK)
     G = chunk_local_cumsum(g)
     h, hT = chunk_gla_states(k, v, G, initial_state, output_final_state)
     o = torch.empty(B, T, H, V, device=q.device, dtype=out_dtype)
-    BK = max(16, triton.next_power_of_2(K))
+    BK = max(16, next_power_of_2(K))
     if scores_out is not None and (scores_out.shape != (B, T, H, CHUNK) or scores_out.dtype != torch.float32):
         raise ValueError(f"chunk_gla_fwd: scores_out {tuple(scores_out.shape)} {scores_out.dtype} must be fp32 {(B, T, H, CHUNK)}")
-    _gla_chunk_output[lambda meta: (triton.cdiv(V, meta["BV"]), NT, B * H)](
+    _gla_chunk_output[lambda meta: (cdiv(V, meta["BV"]), NT, B * H)](
         q, k, v, G, h, o, scores_out, float(scale), T, NT, H=H, K=K, V=V, BT=CHUNK, BC=SUB_CHUNK, BK=BK,
         IS_FP32=q.dtype == torch.float32, STORE_A=scores_out is not None, WHOLE=BK <= WHOLE_MAX_K,
     )

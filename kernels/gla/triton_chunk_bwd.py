@@ -49,6 +49,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from kernels._dispatch import cdiv, next_power_of_2
 from kernels.gla.naive import check_gated
 from kernels.gla.triton_chunk import (
     CHUNK,
@@ -450,7 +451,7 @@ def chunk_gla_bwd(
     B, T, H, K = q.shape
     V = v.shape[-1]
     BT, BC = CHUNK, SUB_CHUNK
-    NT, NC = triton.cdiv(T, BT), BT // BC
+    NT, NC = cdiv(T, BT), BT // BC
     is_fp32 = q.dtype == torch.float32
     G = chunk_local_cumsum(g)
     # hT (fp32) only feeds dg's final-state term, so it is recomputed only when dhT is given.
@@ -458,20 +459,20 @@ def chunk_gla_bwd(
 
     dh = torch.empty_like(h)
     dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if initial_state is not None else None
-    BKs = min(64, max(16, triton.next_power_of_2(K)))
-    _gla_bwd_dh[lambda meta: (triton.cdiv(K, BKs), triton.cdiv(V, meta["BV"]), B * H)](
+    BKs = min(64, max(16, next_power_of_2(K)))
+    _gla_bwd_dh[lambda meta: (cdiv(K, BKs), cdiv(V, meta["BV"]), B * H)](
         q, do, G, dh, dhT, dh0, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BK=BKs,
         HAS_DHT=dhT is not None, STORE_DH0=dh0 is not None, IS_FP32=is_fp32,
     )
 
-    BK = max(16, triton.next_power_of_2(K))
+    BK = max(16, next_power_of_2(K))
     dv = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     if scores is not None:
-        _gla_bwd_dv_scores[lambda meta: (triton.cdiv(V, meta["BV"]), NT, B * H)](
+        _gla_bwd_dv_scores[lambda meta: (cdiv(V, meta["BV"]), NT, B * H)](
             k, G, scores, do, dh, dv, T, NT, H=H, K=K, V=V, BT=BT, BK=BKs, IS_FP32=is_fp32,
         )
     else:
-        _gla_bwd_dv[lambda meta: (triton.cdiv(V, meta["BV"]), NT * NC, B * H)](
+        _gla_bwd_dv[lambda meta: (cdiv(V, meta["BV"]), NT * NC, B * H)](
             q, k, G, do, dh, dv, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BK, IS_FP32=is_fp32,
         )
 
@@ -487,7 +488,7 @@ def chunk_gla_bwd(
     dqk, BKq = (_gla_bwd_dqk_da, BKs) if dA is not None else (_gla_bwd_dqk, BK)
     # factored: sub-chunks within FACTORED_RANGE, then those past it (most programs return at once); else one
     for factored in (True, False) if dA is not None and factored_diagonal else (None,):
-        dqk[(triton.cdiv(K, BKq), NT * NC, B * H)](
+        dqk[(cdiv(K, BKq), NT * NC, B * H)](
             q, k, v, G, h, do, dh, dq, dk, dgl, dA, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BKq,
             IS_FP32=is_fp32, FACTORED=factored, HAS_DA=dA is not None,
         )
@@ -497,7 +498,7 @@ def chunk_gla_bwd(
     # the last chunk the final-state term Σ_v hT ⊙ dhT (fp32).
     hdT = (hT * dhT).sum(-1) if dhT is not None else None
     dg = torch.empty(B, T, H, K, device=q.device, dtype=dtypes[3])
-    _gla_bwd_dg[(triton.cdiv(K, BKs), NT, B * H)](dgl, hdT, dg, T, NT, H=H, K=K, BT=BT, BC=BC, BK=BKs, HAS_DHT=hdT is not None)
+    _gla_bwd_dg[(cdiv(K, BKs), NT, B * H)](dgl, hdT, dg, T, NT, H=H, K=K, BT=BT, BC=BC, BK=BKs, HAS_DHT=hdT is not None)
 
     dq, dk, dv = dq.to(dtypes[0]), dk.to(dtypes[1]), dv.to(dtypes[2])
     if dh0 is not None:

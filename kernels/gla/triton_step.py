@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels._dispatch import step_launch
+from kernels._dispatch import cdiv, next_power_of_2, step_launch
 
 __all__ = ["triton_gla_step", "gated_step_kernel", "check_read_out", "read_out_args", "read_out_launch"]
 
@@ -81,7 +81,7 @@ def read_out_launch(BH: int, K: int, V: int, norm: bool, rank_one: bool = False)
     per head holding all of V."""
     BK, BV, warps = step_launch(BH, K, V, rank_one=rank_one)
     if norm:
-        BV = max(16, triton.next_power_of_2(V))
+        BV = max(16, next_power_of_2(V))
         warps = max(warps, min(8, BK * BV // 1024))
     return BK, BV, warps
 
@@ -111,7 +111,7 @@ def triton_gla_step(
     q, k, v, g = q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous()
     o = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
     BK, BV, warps = read_out_launch(B * H, K, V, norm_weight is not None)
-    gated_step_kernel[(triton.cdiv(V, BV), B * H)](
+    gated_step_kernel[(cdiv(V, BV), B * H)](
         q, k, v, g, None, None, state, o, float(scale), None, *read_out_args(norm_weight, gate, eps), H,
         K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=False,
         HAS_NORM=norm_weight is not None, HAS_GATE=gate is not None, num_warps=warps,

@@ -18,6 +18,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from kernels._dispatch import next_power_of_2
 from kernels.causal_conv1d.triton_conv import conv_update_channels
 
 __all__ = ["triton_mamba2_step"]
@@ -116,11 +117,11 @@ def triton_mamba2_step(
             raise ValueError(f"mamba2_step: conv_state {tuple(conv_state.shape)} must be contiguous [B, {conv_dim}, W - 1]")
         conv_weight = conv_weight.contiguous()
     y = torch.empty(B, H * P, device=zxbcdt.device, dtype=zxbcdt.dtype)
-    BP, BN = triton.next_power_of_2(P), triton.next_power_of_2(N)
+    BP, BN = next_power_of_2(P), next_power_of_2(N)
     _mamba2_step_kernel[(B, Hkv)](
         zxbcdt, ssm_state, conv_state, conv_weight, conv_bias, dt_bias, A_log, D, norm_weight, y,
         float(scale), float(norm_eps), zxbcdt.stride(0),
-        H=H, HKV=Hkv, P=P, N=N, W=W, WP=triton.next_power_of_2(W - 1), BP=BP, BN=BN,
+        H=H, HKV=Hkv, P=P, N=N, W=W, WP=next_power_of_2(W - 1), BP=BP, BN=BN,
         HAS_CONV=conv_state is not None, HAS_CB=conv_bias is not None, HAS_D=D is not None,
         HAS_NORM=norm_weight is not None, GATE=gate, num_warps=8 if BP * BN >= 8192 else 4,
     )

@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels._dispatch import triton_interpreted
+from kernels._dispatch import cdiv, next_power_of_2, triton_interpreted
 from kernels._fallback import with_reference_backward
 from kernels.ssd.naive import _check, naive_chunk_ssd
 
@@ -130,7 +130,7 @@ def _ssd_chunk_output(
 
 
 def _block_k(K: int) -> int:
-    return min(64, max(16, triton.next_power_of_2(K)))
+    return min(64, max(16, next_power_of_2(K)))
 
 
 def _prepare(q: Tensor, k: Tensor, v: Tensor, g: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -152,13 +152,13 @@ def chunk_ssd_states(
     """
     B, T, H, K = k.shape
     V = v.shape[-1]
-    NT = triton.cdiv(T, chunk_size)
+    NT = cdiv(T, chunk_size)
     # Chunk-entry states in the inputs' dtype: for bf16 this halves the largest traffic term (h is
     # written once and read once; B·H·NT·K·V elements), as the peers do; fp32 inputs keep fp32 states.
     h = torch.empty(B, H, NT, K, V, device=k.device, dtype=k.dtype)
     h0 = initial_state.float().contiguous() if initial_state is not None else None
     hT = torch.empty(B, H, K, V, device=k.device, dtype=torch.float32) if output_final_state else None
-    _ssd_chunk_states[lambda meta: (triton.cdiv(K, meta["BK"]), triton.cdiv(V, meta["BV"]), B * H)](
+    _ssd_chunk_states[lambda meta: (cdiv(K, meta["BK"]), cdiv(V, meta["BV"]), B * H)](
         k, v, g, h, h0, hT, T, NT, H=H, K=K, V=V, BT=chunk_size,
         HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=k.dtype == torch.float32,
     )
@@ -189,10 +189,10 @@ def chunk_ssd_fwd(
     BT = chunk_size or fwd_chunk_size(B, T, H, q.dtype)
     if BT not in (CHUNK, LONG_CHUNK):
         raise ValueError(f"chunk_ssd_fwd: chunk_size={chunk_size} must be {CHUNK} or {LONG_CHUNK}")
-    NT = triton.cdiv(T, BT)
+    NT = cdiv(T, BT)
     h, hT = chunk_ssd_states(k, v, g, initial_state, output_final_state, BT)
     o = torch.empty(B, T, H, V, device=q.device, dtype=out_dtype)
-    _ssd_chunk_output[lambda meta: (triton.cdiv(V, meta["BV"]), NT, B * H)](
+    _ssd_chunk_output[lambda meta: (cdiv(V, meta["BV"]), NT, B * H)](
         q, k, v, g, h, o, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BK=_block_k(K), IS_FP32=q.dtype == torch.float32,
     )
     return o, hT

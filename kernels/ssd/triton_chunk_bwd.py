@@ -33,7 +33,7 @@ import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from kernels._dispatch import triton_interpreted
+from kernels._dispatch import cdiv, triton_interpreted
 from kernels.ssd.triton_chunk import CHUNK, _block_k, _prepare, chunk_ssd_fwd, chunk_ssd_states
 
 __all__ = ["ChunkSSDFunction", "triton_chunk_ssd_bwd"]
@@ -252,9 +252,9 @@ def triton_chunk_ssd_bwd(
     B, T, H, K = q.shape
     V = v.shape[-1]
     BT = chunk_size
-    NT = triton.cdiv(T, BT)
+    NT = cdiv(T, BT)
     BK = _block_k(K)
-    NK = triton.cdiv(K, BK)
+    NK = cdiv(K, BK)
     is_fp32 = q.dtype == torch.float32
 
     h, _ = chunk_ssd_states(k, v, g, initial_state, False, BT)
@@ -262,12 +262,12 @@ def triton_chunk_ssd_bwd(
     store_dh0 = initial_state is not None and need_dh0
     dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if store_dh0 else None
     dhT = dhT.float().contiguous() if dhT is not None else None
-    _ssd_chunk_bwd_dh[lambda meta: (triton.cdiv(K, meta["BK"]), triton.cdiv(V, meta["BV"]), B * H)](
+    _ssd_chunk_bwd_dh[lambda meta: (cdiv(K, meta["BK"]), cdiv(V, meta["BV"]), B * H)](
         q, do, g, dh, dhT, dh0, float(scale), T, NT, H=H, K=K, V=V, BT=BT,
         HAS_DHT=dhT is not None, STORE_DH0=store_dh0, IS_FP32=is_fp32,
     )
     dv = torch.empty_like(v)
-    _ssd_chunk_bwd_dv[lambda meta: (triton.cdiv(V, meta["BV"]), NT, B * H)](
+    _ssd_chunk_bwd_dv[lambda meta: (cdiv(V, meta["BV"]), NT, B * H)](
         q, k, g, do, dh, dv, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BK=BK, IS_FP32=is_fp32,
     )
     dq, dk = torch.empty_like(q), torch.empty_like(k)

@@ -9,10 +9,9 @@ the step moves ≈ 2 · B·H·K·V·4 bytes — the floor it is judged against.
 from __future__ import annotations
 
 import torch
-import triton
 from torch import Tensor
 
-from kernels._dispatch import step_launch
+from kernels._dispatch import cdiv, step_launch
 from kernels.gla.triton_step import gated_step_kernel
 
 __all__ = ["triton_ssd_step"]
@@ -34,7 +33,7 @@ def triton_ssd_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, s
     q, k, v, g = q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous()
     o = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
     BK, BV, warps = step_launch(B * H, K, V)
-    gated_step_kernel[(triton.cdiv(V, BV), B * H)](
+    gated_step_kernel[(cdiv(V, BV), B * H)](
         q, k, v, g, None, None, state, o, float(scale), None, None, None, 0.0, H,
         K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=True, DELTA=False, num_warps=warps,
     )
