@@ -29,6 +29,18 @@ def next_power_of_2(n: int) -> int:
     return 1 << (n - 1).bit_length() if n > 0 else 0
 
 
+# Autotune size classes (kernels/NOTES.md 49): off until timed on a GPU; see size_class.
+SIZE_CLASSES = False
+
+
+def size_class(programs: int) -> int:
+    """A coarse class of a launch's size for its autotune key: one per factor of 4 in ``programs`` (the
+    batch·heads of a state walk, chunks × batch·heads of a chunk-parallel kernel), at most 12. Without it the
+    first shape a process runs picks the tile for every later one with the same head sizes. While
+    ``SIZE_CLASSES`` is off it is 0 for every size, so one tile serves all sizes as before."""
+    return min(max(programs, 1).bit_length() // 2, 12) if SIZE_CLASSES else 0
+
+
 def tracks_grad(*tensors: torch.Tensor | None) -> bool:
     """True when autograd is on and any of ``tensors`` (None skipped) requires grad: a kernel's backward is needed."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import kernels._dispatch as dispatch  # noqa: E402
 from kernels.causal_conv1d import naive_causal_conv1d  # noqa: E402
 from kernels.causal_conv1d.triton_conv import triton_causal_conv1d  # noqa: E402
 from kernels.delta_rule import naive_chunk_delta_rule, naive_delta_rule_step  # noqa: E402
@@ -46,6 +47,21 @@ from kernels.ssd.triton_step import triton_ssd_step  # noqa: E402
 SECTIONS = ("fused_step", "step", "gla_step", "rwkv_step", "chunk", "chunk_bwd", "conv", "rwkv_prefill", "gla_chunk",
             "gla_chunk_bwd", "rwkv_prefill_bwd")
 BF16_TOL = 2e-2  # bf16 operands and outputs against an fp32 reference: ~3e-3 seen; 2e-2 flags real bugs only
+
+
+def toggled(module, flag: str, run):
+    """``run`` with the boolean ``module.flag`` flipped, restored afterwards: an A/B row beside the default.
+    Held across the whole call, backward included (a flag read by a backward must still be flipped there)."""
+
+    def go():
+        was = getattr(module, flag)
+        setattr(module, flag, not was)
+        try:
+            return run()
+        finally:
+            setattr(module, flag, was)
+
+    return go
 
 
 def rel_err(out, ref) -> float:
@@ -322,6 +338,13 @@ def bench_conv(bench: Bench, P: dict, shape: tuple[int, ...]):
     bench.case("conv1d fwd+bwd", f"B={B} T={T} C={C}", 4 * x.numel() * 2, entries)
 
 
+def size_class_row(run, check) -> list:
+    """The row of ``run`` with the autotune size classes flipped (kernels/NOTES.md 49). Run after "ours" in the same
+    process, it tunes per size class where "ours" reuses the tile of the first shape with the same head sizes."""
+    name = "ours (size classes)" if not dispatch.SIZE_CLASSES else "ours (one tile for all sizes)"
+    return [(name, toggled(dispatch, "SIZE_CLASSES", run), toggled(dispatch, "SIZE_CLASSES", check), BF16_TOL, True)]
+
+
 def bench_chunk(bench: Bench, P: dict, shape: tuple[int, ...]):
     B, T, H, D = shape
     dt = F.softplus(torch.randn(B, T, H, device="cuda") - 3.0)
@@ -342,7 +365,7 @@ def bench_chunk(bench: Bench, P: dict, shape: tuple[int, ...]):
         o, h = ours()
         return max(rel_err(o, ref[0]), rel_err(h, ref[1]))
 
-    entries = [("ours", ours, chk_ours, BF16_TOL, True)]
+    entries = [("ours", ours, chk_ours, BF16_TOL, True), *size_class_row(ours, chk_ours)]
     if "mamba" in P:
         mc = P["mamba"]["chunk"]
 
@@ -444,7 +467,7 @@ def bench_gla_chunk(bench: Bench, P: dict, shape: tuple[int, ...]):
         o, h = fn()
         return max(rel_err(o, ref[0]), rel_err(h, ref[1]))
 
-    entries = [("ours", ours, lambda: chk(ours), BF16_TOL, True)]
+    entries = [("ours", ours, lambda: chk(ours), BF16_TOL, True), *size_class_row(ours, lambda: chk(ours))]
     if "fla" in P:
         fc = P["fla"]["gla_chunk"]
 
@@ -475,20 +498,12 @@ def bench_gla_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
     ours_fn = lambda *a: triton_chunk_gla(*a, scale, None, False)  # noqa: E731  (saves the scores: the default)
     ours_na = lambda *a: triton_chunk_gla(*a, scale, None, False, save_scores=False)  # noqa: E731
 
-    def factored(run):  # the dq/dk kernel's factored diagonal blocks (kernels/NOTES.md 43), off by default
-        # the flag is read by the backward, so it must hold across fb's o.backward, not just the forward call
-        def go():
-            was, gla_bwd.FACTORED_DIAGONAL = gla_bwd.FACTORED_DIAGONAL, not gla_bwd.FACTORED_DIAGONAL
-            try:
-                return run()
-            finally:
-                gla_bwd.FACTORED_DIAGONAL = was
-        return go
-
+    # the dq/dk kernel's diagonal blocks the other way (kernels/NOTES.md 43)
     other = "ours (factored diagonal)" if not gla_bwd.FACTORED_DIAGONAL else "ours (row-by-row diagonal)"
+    flip = lambda run: toggled(gla_bwd, "FACTORED_DIAGONAL", run)  # noqa: E731
     entries = [("ours", lambda: fb(ours_fn), lambda: chk(ours_fn), BF16_TOL, True),
                ("ours (no saved A)", lambda: fb(ours_na), lambda: chk(ours_na), BF16_TOL, True),
-               (other, factored(lambda: fb(ours_fn)), factored(lambda: chk(ours_fn)), BF16_TOL, True)]
+               (other, flip(lambda: fb(ours_fn)), flip(lambda: chk(ours_fn)), BF16_TOL, True)]
     if "fla" in P:
         fla_fn = lambda *a: P["fla"]["gla_chunk"](*a, scale=scale)  # noqa: E731
         entries.append(("fla chunk_gla", lambda: fb(fla_fn), lambda: chk(fla_fn), BF16_TOL, False))

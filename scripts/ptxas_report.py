@@ -190,7 +190,7 @@ def ssd_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool =
     """The SSD (Mamba2) chunked forward: the state walk and the output (``stages`` is each config's own here)."""
     from kernels.ssd import triton_chunk as m
 
-    bf, sc = "*bf16", {"scale": "fp32", "T": "i32", "NT": "i32"}
+    bf, sc = "*bf16", {"scale": "fp32", "T": "i32", "NT": "i32", "SIZE_CLASS": "i32"}
 
     def cases(K):  # both chunk lengths the SSD forward takes
         out = []
@@ -208,7 +208,7 @@ def gla_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool =
     """The GLA chunked forward: the state walk and the output (``stages`` is each config's own here)."""
     from kernels.gla import triton_chunk as m
 
-    bf, sc = "*bf16", {"scale": "fp32", "T": "i32", "NT": "i32"}
+    bf, sc = "*bf16", {"scale": "fp32", "T": "i32", "NT": "i32", "SIZE_CLASS": "i32"}
 
     def cases(K):
         common = dict(H=16, K=K, V=K, BT=m.CHUNK, IS_FP32=False)

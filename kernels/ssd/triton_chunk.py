@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels._dispatch import cdiv, next_power_of_2, triton_interpreted
+from kernels._dispatch import cdiv, next_power_of_2, size_class, triton_interpreted
 from kernels._fallback import with_reference_backward
 from kernels.ssd.naive import _check, naive_chunk_ssd
 
@@ -50,10 +50,10 @@ def _state_configs(interpreted: bool | None = None):
     return [triton.Config({"BK": bk, "BV": bv}, num_warps=4, num_stages=s) for bk in (32, 64) for bv in (32, 64) for s in (2, 3)]
 
 
-@triton.autotune(configs=_state_configs(), key=["K", "V", "BT", "IS_FP32"])
-@triton.jit
+@triton.autotune(configs=_state_configs(), key=["K", "V", "BT", "IS_FP32", "SIZE_CLASS"])
+@triton.jit(do_not_specialize=["SIZE_CLASS"])
 def _ssd_chunk_states(
-    k, v, g, h, h0, hT, T, NT,
+    k, v, g, h, h0, hT, T, NT, SIZE_CLASS,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_FP32: tl.constexpr,
 ):
@@ -87,10 +87,10 @@ def _ssd_chunk_states(
         tl.store(hT + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_h, mask=m_kv)
 
 
-@triton.autotune(configs=_configs(_OUTPUT_BV), key=["K", "V", "BT", "BK", "IS_FP32"])
-@triton.jit
+@triton.autotune(configs=_configs(_OUTPUT_BV), key=["K", "V", "BT", "BK", "IS_FP32", "SIZE_CLASS"])
+@triton.jit(do_not_specialize=["SIZE_CLASS"])
 def _ssd_chunk_output(
-    q, k, v, g, h, o, scale, T, NT,
+    q, k, v, g, h, o, scale, T, NT, SIZE_CLASS,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     IS_FP32: tl.constexpr,
 ):
@@ -159,7 +159,7 @@ def chunk_ssd_states(
     h0 = initial_state.float().contiguous() if initial_state is not None else None
     hT = torch.empty(B, H, K, V, device=k.device, dtype=torch.float32) if output_final_state else None
     _ssd_chunk_states[lambda meta: (cdiv(K, meta["BK"]), cdiv(V, meta["BV"]), B * H)](
-        k, v, g, h, h0, hT, T, NT, H=H, K=K, V=V, BT=chunk_size,
+        k, v, g, h, h0, hT, T, NT, size_class(B * H), H=H, K=K, V=V, BT=chunk_size,
         HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=k.dtype == torch.float32,
     )
     return h, hT
@@ -193,7 +193,8 @@ def chunk_ssd_fwd(
     h, hT = chunk_ssd_states(k, v, g, initial_state, output_final_state, BT)
     o = torch.empty(B, T, H, V, device=q.device, dtype=out_dtype)
     _ssd_chunk_output[lambda meta: (cdiv(V, meta["BV"]), NT, B * H)](
-        q, k, v, g, h, o, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BK=_block_k(K), IS_FP32=q.dtype == torch.float32,
+        q, k, v, g, h, o, float(scale), T, NT, size_class(NT * B * H), H=H, K=K, V=V, BT=BT, BK=_block_k(K),
+        IS_FP32=q.dtype == torch.float32,
     )
     return o, hT
 

@@ -87,3 +87,23 @@ def test_plot_of_a_file_that_is_not_a_saved_benchmark_says_so(tmp_path):
     bad.write_text('{"rows": []}')
     with pytest.raises(SystemExit, match="is not a bench_kernels.json"):
         bk.plot_saved(bad)
+
+
+def test_toggled_flips_a_flag_for_the_whole_call_and_restores_it():
+    import types
+
+    import pytest
+
+    bk = _bench_module()
+    mod = types.SimpleNamespace(FLAG=False)
+    seen = []
+    assert bk.toggled(mod, "FLAG", lambda: seen.append(mod.FLAG) or 7)() == 7 and seen == [True] and mod.FLAG is False
+
+    def boom():
+        raise RuntimeError("inside")
+
+    with pytest.raises(RuntimeError):
+        bk.toggled(mod, "FLAG", boom)()
+    assert mod.FLAG is False
+    # the benchmark's A/B rows: the size-class row is named for the side the flag is not on
+    assert bk.size_class_row(None, None)[0][0] == "ours (size classes)"
