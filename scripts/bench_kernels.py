@@ -338,10 +338,11 @@ def bench_conv(bench: Bench, P: dict, shape: tuple[int, ...]):
     bench.case("conv1d fwd+bwd", f"B={B} T={T} C={C}", 4 * x.numel() * 2, entries)
 
 
-def size_class_row(run, check) -> list:
-    """The row of ``run`` with the autotune size classes flipped (kernels/NOTES.md 49). Run after "ours" in the same
-    process, it tunes per size class where "ours" reuses the tile of the first shape with the same head sizes."""
-    name = "ours (size classes)" if not dispatch.SIZE_CLASSES else "ours (one tile for all sizes)"
+def size_class_row(run, check, name: str = "ours") -> list:
+    """The row of ``run`` with the autotune size classes flipped (kernels/NOTES.md 49). Run after ``name`` in the
+    same process, it tunes per size class where ``name`` reuses the tile of the first shape with the same head
+    sizes."""
+    name += " (size classes)" if not dispatch.SIZE_CLASSES else " (one tile for all sizes)"
     return [(name, toggled(dispatch, "SIZE_CLASSES", run), toggled(dispatch, "SIZE_CLASSES", check), BF16_TOL, True)]
 
 
@@ -503,7 +504,8 @@ def bench_gla_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
     flip = lambda run: toggled(gla_bwd, "FACTORED_DIAGONAL", run)  # noqa: E731
     entries = [("ours", lambda: fb(ours_fn), lambda: chk(ours_fn), BF16_TOL, True),
                ("ours (no saved A)", lambda: fb(ours_na), lambda: chk(ours_na), BF16_TOL, True),
-               (other, flip(lambda: fb(ours_fn)), flip(lambda: chk(ours_fn)), BF16_TOL, True)]
+               (other, flip(lambda: fb(ours_fn)), flip(lambda: chk(ours_fn)), BF16_TOL, True),
+               *size_class_row(lambda: fb(ours_fn), lambda: chk(ours_fn))]
     if "fla" in P:
         fla_fn = lambda *a: P["fla"]["gla_chunk"](*a, scale=scale)  # noqa: E731
         entries.append(("fla chunk_gla", lambda: fb(fla_fn), lambda: chk(fla_fn), BF16_TOL, False))
@@ -540,6 +542,7 @@ def bench_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
     entries = [
         ("ours (ref. bwd)", lambda: fb(ours_fn), lambda: chk(ours_fn), BF16_TOL, True),
         ("ours (Triton bwd)", lambda: fb(ours_tb), lambda: chk(ours_tb), BF16_TOL, True),
+        *size_class_row(lambda: fb(ours_tb), lambda: chk(ours_tb), "ours (Triton bwd)"),
     ]
     if "fla" in P:
         fla_fn = lambda q, k, vv, gg: P["fla"]["chunk"](q, k, vv, g=gg, scale=1.0)[0]  # noqa: E731
@@ -635,6 +638,8 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
     # fuse_scores: the solve forms each chunk's scores itself (kernels/NOTES.md 38)
     entries += [(f"ours chunked BT={bt} fused", chunked(bt, True), lambda bt=bt: chk(chunked(bt, True)), BF16_TOL, True)
                 for bt in (16, 32)]
+    for bt in (16, 32):
+        entries += size_class_row(chunked(bt, True), lambda bt=bt: chk(chunked(bt, True)), f"ours chunked BT={bt} fused")
     entries.append(("ours fused_recurrent", ours, lambda: chk(ours), BF16_TOL, True))
     if "fla" in P:
         fr, fc = P["fla"]["rwkv7_recurrent"], P["fla"]["rwkv7_chunk"]
@@ -676,6 +681,9 @@ def bench_rwkv_prefill_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
                for bt in (16, 32, 64)]
     entries += [(f"ours chunked BT={bt} fused", lambda bt=bt: fb(chunked(bt, True)), lambda bt=bt: chk(chunked(bt, True)),
                  BF16_TOL, True) for bt in (16, 32)]
+    for bt in (16, 32):
+        entries += size_class_row(lambda bt=bt: fb(chunked(bt, True)), lambda bt=bt: chk(chunked(bt, True)),
+                                  f"ours chunked BT={bt} fused")
     entries.append(("ours fused-recurrent", lambda: fb(tri), lambda: chk(tri), BF16_TOL, True))
     if "fla" in P:
         fc = P["fla"]["rwkv7_chunk"]

@@ -132,7 +132,7 @@ def delta_chunk_bwd(stages: int, sass: bool = False, only: str = "", quick: bool
     from kernels.delta_rule import triton_chunk_bwd as m
 
     bf = "*bf16"
-    scalars = {"scale": "fp32", "T": "i32", "NT": "i32", "BH_BUCKET": "i32"}
+    scalars = {"scale": "fp32", "T": "i32", "NT": "i32", "BH_BUCKET": "i32", "SIZE_CLASS": "i32"}
     for K in (64,) if quick else (64, 128):
         for BT in (32,) if quick else (16, 32, 64):
             common = dict(H=16, K=K, V=K, BT=BT, IS_FP32=False)
@@ -153,7 +153,7 @@ def delta_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool
     from kernels.delta_rule import triton_chunk as m
 
     bf = "*bf16"
-    scalars = {"scale": "fp32", "T": "i32", "NT": "i32", "BH_BUCKET": "i32"}
+    scalars = {"scale": "fp32", "T": "i32", "NT": "i32", "BH_BUCKET": "i32", "SIZE_CLASS": "i32"}
     for K in (64,) if quick else (64, 128):
         for BT in (32,) if quick else (16, 32, 64):
             common = dict(H=16, K=K, BT=BT, IS_FP32=False)
@@ -227,7 +227,7 @@ def gla_chunk_bwd(stages: int, sass: bool = False, only: str = "", quick: bool =
     from kernels.gla import triton_chunk as m
     from kernels.gla import triton_chunk_bwd as b
 
-    bf, sc = "*bf16", {"scale": "fp32", "T": "i32", "NT": "i32"}
+    bf, sc = "*bf16", {"scale": "fp32", "T": "i32", "NT": "i32", "SIZE_CLASS": "i32"}
 
     def cases(K):
         common = dict(H=16, K=K, V=K, BT=m.CHUNK, BC=m.SUB_CHUNK, IS_FP32=False)

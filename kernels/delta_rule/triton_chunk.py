@@ -70,7 +70,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels._dispatch import cdiv, next_power_of_2, tracks_grad, triton_interpreted
+from kernels._dispatch import cdiv, next_power_of_2, size_class, tracks_grad, triton_interpreted
 from kernels.delta_rule._autograd import reference_differentiable
 from kernels.delta_rule.naive import _check
 from kernels.gla.naive import pad_time
@@ -315,14 +315,15 @@ def _chunk_scores(
 
 
 @triton.autotune(
-    configs=_configs("scores"), key=["K", "BT", "IS_FP32", "SKIP_FACTORED"],
+    configs=_configs("scores"), key=["K", "BT", "IS_FP32", "SKIP_FACTORED", "SIZE_CLASS"],
     prune_configs_by={"early_config_prune": _by_precision("scores")},
 )
-@triton.jit(do_not_specialize=["T", "NT"])
+@triton.jit(do_not_specialize=["T", "NT", "SIZE_CLASS"])
 def _delta_rule_chunk_scores(
     q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT,
     H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BKD: tl.constexpr,
     IS_FP32: tl.constexpr, SKIP_FACTORED: tl.constexpr = False,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_c, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = (i_bh // H).to(tl.int64), i_bh % H
@@ -394,14 +395,15 @@ def _assembled_inverse(A_ab, p_sq, lower, blk_r, blk_c, BT: tl.constexpr, BC: tl
 
 
 @triton.autotune(
-    configs=_configs("solve"), key=["K", "BT", "IS_FP32", "FUSED", "SAVE_LM"],
+    configs=_configs("solve"), key=["K", "BT", "IS_FP32", "FUSED", "SAVE_LM", "SIZE_CLASS"],
     prune_configs_by={"early_config_prune": _by_precision("solve")},
 )
-@triton.jit(do_not_specialize=["T", "NT"])
+@triton.jit(do_not_specialize=["T", "NT", "SIZE_CLASS"])
 def _delta_rule_chunk_solve(
     q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, Ae, Bo, Ke, Qe, P, Ls, Ms, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, IS_FP32: tl.constexpr,
     SAVE_LM: tl.constexpr = False, FUSED: tl.constexpr = False,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_n, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = (i_bh // H).to(tl.int64), i_bh % H
@@ -518,13 +520,15 @@ def _delta_rule_chunk_states(
 
 
 @triton.autotune(
-    configs=_configs("output"), key=["K", "V", "BT", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision("output")}
+    configs=_configs("output"), key=["K", "V", "BT", "IS_FP32", "SIZE_CLASS"],
+    prune_configs_by={"early_config_prune": _by_precision("output")},
 )
-@triton.jit(do_not_specialize=["T", "NT"])
+@triton.jit(do_not_specialize=["T", "NT", "SIZE_CLASS"])
 def _delta_rule_chunk_output(
     v, Qe, P, h, o, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     IS_FP32: tl.constexpr,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = (i_bh // H).to(tl.int64), i_bh % H
@@ -603,12 +607,14 @@ def chunk_delta_rule_fwd(
     Ls, Ms = torch.empty(2, BH, NT, BT, BT, device=dev, dtype=f32).unbind(0) if saved is not None else (A_ab, A_ak)
     if NT:
         _delta_rule_chunk_scores[(BT // SUB_CHUNK, NT, BH)](
-            q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT, H=H, K=K, BT=BT, BC=SUB_CHUNK, BKD=16, IS_FP32=IS_FP32,
+            q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT, SIZE_CLASS=size_class(NT * BH), H=H, K=K, BT=BT, BC=SUB_CHUNK,
+            BKD=16, IS_FP32=IS_FP32,
             SKIP_FACTORED=fuse_scores,
         )
         _delta_rule_chunk_solve[(NT, BH)](
             q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, Ae, Bo, Ke, Qe, P, Ls, Ms, float(scale), T, NT,
-            H=H, K=K, BT=BT, BC=SUB_CHUNK, IS_FP32=IS_FP32, SAVE_LM=saved is not None, FUSED=fuse_scores,
+            SIZE_CLASS=size_class(NT * BH), H=H, K=K, BT=BT, BC=SUB_CHUNK, IS_FP32=IS_FP32, SAVE_LM=saved is not None,
+            FUSED=fuse_scores,
         )
     _delta_rule_chunk_states[lambda meta: (cdiv(V, meta["BV"]), BH)](
         v, G, Ae, Bo, Ke, h, h0, hT, T, NT, min(next_power_of_2(BH), 4096),
@@ -616,7 +622,7 @@ def chunk_delta_rule_fwd(
     )
     if NT:
         _delta_rule_chunk_output[lambda meta: (cdiv(V, meta["BV"]), NT, BH)](
-            v, Qe, P, h, o, T, NT, H=H, K=K, V=V, BT=BT, IS_FP32=IS_FP32,
+            v, Qe, P, h, o, T, NT, SIZE_CLASS=size_class(NT * BH), H=H, K=K, V=V, BT=BT, IS_FP32=IS_FP32,
         )
     if saved is not None:
         saved.update(G=G, L=Ls, M=Ms, Q_b=Q_b, Ae=Ae, Bo=Bo, Ke=Ke, Qe=Qe, P=P, h=h, BT=BT)

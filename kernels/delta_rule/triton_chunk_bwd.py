@@ -36,7 +36,7 @@ import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from kernels._dispatch import cdiv, next_power_of_2
+from kernels._dispatch import cdiv, next_power_of_2, size_class
 from kernels.delta_rule.naive import _check
 from kernels.delta_rule.triton_chunk import FACTORED_RANGE, TileTable, chunk_delta_rule_fwd
 from kernels.gla.triton_chunk import _dot
@@ -95,13 +95,15 @@ def _delta_rule_chunk_dstates(
 
 
 @triton.autotune(
-    configs=_configs("bwd_v"), key=["K", "V", "BT", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision("bwd_v")}
+    configs=_configs("bwd_v"), key=["K", "V", "BT", "IS_FP32", "SIZE_CLASS"],
+    prune_configs_by={"early_config_prune": _by_precision("bwd_v")},
 )
-@triton.jit(do_not_specialize=["T", "NT"])
+@triton.jit(do_not_specialize=["T", "NT", "SIZE_CLASS"])
 def _delta_rule_chunk_bwd_v(
     v, do, Lm, Mm, Q_b, P, Ae, Bo, Ke, h, dh, U, dR, dv, dA_ab, dA_ak, dQ_b, dQ_k, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     IS_FP32: tl.constexpr,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_n, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = (i_bh // H).to(tl.int64), i_bh % H
@@ -201,13 +203,15 @@ def _diagonal_column_and_row(
 
 
 @triton.autotune(
-    configs=_configs("bwd_k"), key=["K", "V", "BT", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision("bwd_k")}
+    configs=_configs("bwd_k"), key=["K", "V", "BT", "IS_FP32", "SIZE_CLASS"],
+    prune_configs_by={"early_config_prune": _by_precision("bwd_k")},
 )
-@triton.jit(do_not_specialize=["T", "NT"])
+@triton.jit(do_not_specialize=["T", "NT", "SIZE_CLASS"])
 def _delta_rule_chunk_bwd_k(
     q, k, v, a, b, do, G, h, dh, U, dR, dA_ab, dA_ak, dQ_b, dQ_k, dq, dk, da, db, X, Y, C, W, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_FP32: tl.constexpr,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_kc, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     NC = BT // BC
@@ -388,14 +392,15 @@ def chunk_delta_rule_bwd(
     dv = torch.empty_like(v)
     _delta_rule_chunk_bwd_v[(NT, BH)](
         v, do, saved["L"], saved["M"], saved["Q_b"], saved["P"], saved["Ae"], saved["Bo"], saved["Ke"], saved["h"], dh,
-        U, dR, dv, *dA.unbind(0), float(scale), T, NT, H=H, K=K, V=V, BT=BT, IS_FP32=IS_FP32,
+        U, dR, dv, *dA.unbind(0), float(scale), T, NT, SIZE_CLASS=size_class(NT * BH), H=H, K=K, V=V, BT=BT,
+        IS_FP32=IS_FP32,
     )
     dq, dk, da, db = (torch.empty(B, T, H, K, device=dev, dtype=x.dtype) for x in (q, k, a, b))  # rounded once, in-kernel
     X, Y, Cg = torch.empty(3, B, TP, H, K, device=dev, dtype=f32).unbind(0)
     W = torch.empty(B, NT, H, K, device=dev, dtype=f32)
     _delta_rule_chunk_bwd_k[lambda meta: (cdiv(K, meta["BK"]) * (BT // BC), NT, BH)](
         q, k, v, a, b, do, G, saved["h"], dh, U, dR, *dA.unbind(0), dq, dk, da, db, X, Y, Cg, W, float(scale), T, NT,
-        H=H, K=K, V=V, BT=BT, BC=BC, IS_FP32=IS_FP32,
+        SIZE_CLASS=size_class(NT * BH), H=H, K=K, V=V, BT=BT, BC=BC, IS_FP32=IS_FP32,
     )
     dg = torch.empty_like(g)
     BKG = min(64, BK)

@@ -61,9 +61,10 @@ def _configs(pairs: tuple[tuple[int, int], ...], interpreted: bool | None = None
 @triton.autotune(configs=_configs(_STATES_TILES), key=["K", "V", "BK", "BT", "IS_FP32", "SIZE_CLASS"])
 @triton.jit(do_not_specialize=["SIZE_CLASS"])
 def _gla_chunk_states(
-    k, v, G, h, h0, hT, T, NT, SIZE_CLASS,
+    k, v, G, h, h0, hT, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_FP32: tl.constexpr,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -107,9 +108,10 @@ def _dot(a, b, IS_FP32: tl.constexpr):
 @triton.autotune(configs=_configs(_OUTPUT_TILES), key=["K", "V", "BK", "BT", "IS_FP32", "STORE_A", "SIZE_CLASS"])
 @triton.jit(do_not_specialize=["SIZE_CLASS"])
 def _gla_chunk_output(
-    q, k, v, G, h, o, A, scale, T, NT, SIZE_CLASS,
+    q, k, v, G, h, o, A, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_FP32: tl.constexpr, STORE_A: tl.constexpr = False, WHOLE: tl.constexpr = False,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -232,7 +234,7 @@ def chunk_gla_states(
     hT = torch.empty(B, H, K, V, device=k.device, dtype=torch.float32) if output_final_state else None
     BKs = min(64, max(16, next_power_of_2(K)))
     _gla_chunk_states[lambda meta: (cdiv(K, BKs), cdiv(V, meta["BV"]), B * H)](
-        k, v, G, h, h0, hT, T, NT, size_class(B * H), H=H, K=K, V=V, BT=CHUNK, BK=BKs,
+        k, v, G, h, h0, hT, T, NT, SIZE_CLASS=size_class(B * H), H=H, K=K, V=V, BT=CHUNK, BK=BKs,
         HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=k.dtype == torch.float32,
     )
     return h, hT
@@ -267,7 +269,7 @@ def chunk_gla_fwd(
     if scores_out is not None and (scores_out.shape != (B, T, H, CHUNK) or scores_out.dtype != torch.float32):
         raise ValueError(f"chunk_gla_fwd: scores_out {tuple(scores_out.shape)} {scores_out.dtype} must be fp32 {(B, T, H, CHUNK)}")
     _gla_chunk_output[lambda meta: (cdiv(V, meta["BV"]), NT, B * H)](
-        q, k, v, G, h, o, scores_out, float(scale), T, NT, size_class(NT * B * H), H=H, K=K, V=V, BT=CHUNK, BC=SUB_CHUNK, BK=BK,
+        q, k, v, G, h, o, scores_out, float(scale), T, NT, SIZE_CLASS=size_class(NT * B * H), H=H, K=K, V=V, BT=CHUNK, BC=SUB_CHUNK, BK=BK,
         IS_FP32=q.dtype == torch.float32, STORE_A=scores_out is not None, WHOLE=BK <= WHOLE_MAX_K,
     )
     return o, hT

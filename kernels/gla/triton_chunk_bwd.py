@@ -49,7 +49,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels._dispatch import cdiv, next_power_of_2
+from kernels._dispatch import cdiv, next_power_of_2, size_class
 from kernels.gla.naive import check_gated
 from kernels.gla.triton_chunk import (
     CHUNK,
@@ -82,12 +82,13 @@ _DQK_DA_TILES = ((32, 4), (32, 8), (64, 8))
 _DVS_TILES = ((64, 8), (128, 8))
 
 
-@triton.autotune(configs=_configs(_DH_TILES), key=["K", "V", "BK", "BT", "IS_FP32"])
-@triton.jit
+@triton.autotune(configs=_configs(_DH_TILES), key=["K", "V", "BK", "BT", "IS_FP32", "SIZE_CLASS"])
+@triton.jit(do_not_specialize=["SIZE_CLASS"])
 def _gla_bwd_dh(
     q, do, G, dh, dhT, dh0, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_FP32: tl.constexpr,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -116,12 +117,13 @@ def _gla_bwd_dh(
         tl.store(dh0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_dh, mask=m_kv)
 
 
-@triton.autotune(configs=_configs(_DV_TILES), key=["K", "V", "BK", "BT", "IS_FP32"])
-@triton.jit
+@triton.autotune(configs=_configs(_DV_TILES), key=["K", "V", "BK", "BT", "IS_FP32", "SIZE_CLASS"])
+@triton.jit(do_not_specialize=["SIZE_CLASS"])
 def _gla_bwd_dv(
     q, k, G, do, dh, dv, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_FP32: tl.constexpr,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_v, i_s, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -172,12 +174,13 @@ def _gla_bwd_dv(
         tl.store(p_dv, acc.to(dv.dtype.element_ty), mask=m_j[:, None] & m_v[None, :])
 
 
-@triton.autotune(configs=_configs(_DVS_TILES), key=["K", "V", "BK", "BT", "IS_FP32"])
-@triton.jit
+@triton.autotune(configs=_configs(_DVS_TILES), key=["K", "V", "BK", "BT", "IS_FP32", "SIZE_CLASS"])
+@triton.jit(do_not_specialize=["SIZE_CLASS"])
 def _gla_bwd_dv_scores(
     k, G, A, do, dh, dv, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     IS_FP32: tl.constexpr,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     """``dv`` of a whole chunk from the forward's saved scores ``A_s = scale · A``: one program per (V block, chunk,
     batch·head), ``dv = (k ⊙ e^{G_L − G}) dh[n] + A_sᵀ do`` — two products, no sub-chunk loops."""
@@ -207,10 +210,11 @@ def _gla_bwd_dv_scores(
     tl.store(dv + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], acc.to(dv.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
 
 
-@triton.autotune(configs=_configs(_DVS_TILES), key=["V", "BT", "IS_FP32"])
-@triton.jit
+@triton.autotune(configs=_configs(_DVS_TILES), key=["V", "BT", "IS_FP32", "SIZE_CLASS"])
+@triton.jit(do_not_specialize=["SIZE_CLASS"])
 def _gla_bwd_dA(
     v, do, dA, T, NT, H: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr, IS_FP32: tl.constexpr,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     """``do vᵀ`` of a whole chunk, once (one program per chunk and batch·head), on and below the diagonal into
     ``dA [B, T, H, BT]`` fp32: the dq/dk kernel then loads its blocks instead of forming each off-diagonal block
@@ -244,6 +248,7 @@ def _gla_bwd_dqk_body(
     q, k, v, G, h, do, dh, dq, dk, dgl, dA, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_FP32: tl.constexpr, FACTORED: tl.constexpr, HAS_DA: tl.constexpr = False,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_k, i_s, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -416,10 +421,10 @@ def _gla_bwd_dg(
 # several [16, K] fp32 tiles, 4 warps spilled at K = 128 when compiled for sm_90). With dA (``HAS_DA``) every
 # column of K is independent — dq, dk and dg of a K column need only that column of q, k, G, h and dh — so the
 # grid splits K into blocks of at most 64: twice the programs at K = 128, each with half the tiles.
-_gla_bwd_dqk_jit = triton.jit(_gla_bwd_dqk_body)
+_gla_bwd_dqk_jit = triton.jit(_gla_bwd_dqk_body, do_not_specialize=["SIZE_CLASS"])
 # FACTORED in the key: the factored launch and the pairwise one after it do different work (most of the
 # pairwise programs return at once); with one key the first launch's tile served both (kernels/NOTES.md 46)
-_DQK_KEY = ["K", "V", "BK", "BT", "IS_FP32", "HAS_DA", "FACTORED"]
+_DQK_KEY = ["K", "V", "BK", "BT", "IS_FP32", "HAS_DA", "FACTORED", "SIZE_CLASS"]
 _gla_bwd_dqk = triton.autotune(configs=_configs(_DQK_TILES), key=_DQK_KEY)(_gla_bwd_dqk_jit)
 _gla_bwd_dqk_da = triton.autotune(configs=_configs(_DQK_DA_TILES), key=_DQK_KEY)(_gla_bwd_dqk_jit)
 
@@ -452,6 +457,7 @@ def chunk_gla_bwd(
     V = v.shape[-1]
     BT, BC = CHUNK, SUB_CHUNK
     NT, NC = cdiv(T, BT), BT // BC
+    sc = size_class(NT * B * H)  # the chunk-parallel kernels' autotune size class (kernels/NOTES.md 49)
     is_fp32 = q.dtype == torch.float32
     G = chunk_local_cumsum(g)
     # hT (fp32) only feeds dg's final-state term, so it is recomputed only when dhT is given.
@@ -461,7 +467,7 @@ def chunk_gla_bwd(
     dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if initial_state is not None else None
     BKs = min(64, max(16, next_power_of_2(K)))
     _gla_bwd_dh[lambda meta: (cdiv(K, BKs), cdiv(V, meta["BV"]), B * H)](
-        q, do, G, dh, dhT, dh0, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BK=BKs,
+        q, do, G, dh, dhT, dh0, float(scale), T, NT, SIZE_CLASS=size_class(B * H), H=H, K=K, V=V, BT=BT, BK=BKs,
         HAS_DHT=dhT is not None, STORE_DH0=dh0 is not None, IS_FP32=is_fp32,
     )
 
@@ -469,11 +475,11 @@ def chunk_gla_bwd(
     dv = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     if scores is not None:
         _gla_bwd_dv_scores[lambda meta: (cdiv(V, meta["BV"]), NT, B * H)](
-            k, G, scores, do, dh, dv, T, NT, H=H, K=K, V=V, BT=BT, BK=BKs, IS_FP32=is_fp32,
+            k, G, scores, do, dh, dv, T, NT, SIZE_CLASS=sc, H=H, K=K, V=V, BT=BT, BK=BKs, IS_FP32=is_fp32,
         )
     else:
         _gla_bwd_dv[lambda meta: (cdiv(V, meta["BV"]), NT * NC, B * H)](
-            q, k, G, do, dh, dv, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BK, IS_FP32=is_fp32,
+            q, k, G, do, dh, dv, float(scale), T, NT, SIZE_CLASS=sc, H=H, K=K, V=V, BT=BT, BC=BC, BK=BK, IS_FP32=is_fp32,
         )
 
     dq = torch.empty_like(q)
@@ -483,13 +489,13 @@ def chunk_gla_bwd(
     # stay as they are for a second backward through the same graph).
     dA = torch.empty_like(scores) if scores is not None else None
     if dA is not None:
-        _gla_bwd_dA[(NT, B * H)](v, do, dA, T, NT, H=H, V=V, BT=BT, IS_FP32=is_fp32)
+        _gla_bwd_dA[(NT, B * H)](v, do, dA, T, NT, SIZE_CLASS=sc, H=H, V=V, BT=BT, IS_FP32=is_fp32)
     # with dA, K in blocks of BKs (see _gla_bwd_dqk_da); without, one K block
     dqk, BKq = (_gla_bwd_dqk_da, BKs) if dA is not None else (_gla_bwd_dqk, BK)
     # factored: sub-chunks within FACTORED_RANGE, then those past it (most programs return at once); else one
     for factored in (True, False) if dA is not None and factored_diagonal else (None,):
         dqk[(cdiv(K, BKq), NT * NC, B * H)](
-            q, k, v, G, h, do, dh, dq, dk, dgl, dA, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BC=BC, BK=BKq,
+            q, k, v, G, h, do, dh, dq, dk, dgl, dA, float(scale), T, NT, SIZE_CLASS=sc, H=H, K=K, V=V, BT=BT, BC=BC, BK=BKq,
             IS_FP32=is_fp32, FACTORED=factored, HAS_DA=dA is not None,
         )
 

@@ -53,9 +53,10 @@ def _state_configs(interpreted: bool | None = None):
 @triton.autotune(configs=_state_configs(), key=["K", "V", "BT", "IS_FP32", "SIZE_CLASS"])
 @triton.jit(do_not_specialize=["SIZE_CLASS"])
 def _ssd_chunk_states(
-    k, v, g, h, h0, hT, T, NT, SIZE_CLASS,
+    k, v, g, h, h0, hT, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_FP32: tl.constexpr,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -90,9 +91,10 @@ def _ssd_chunk_states(
 @triton.autotune(configs=_configs(_OUTPUT_BV), key=["K", "V", "BT", "BK", "IS_FP32", "SIZE_CLASS"])
 @triton.jit(do_not_specialize=["SIZE_CLASS"])
 def _ssd_chunk_output(
-    q, k, v, g, h, o, scale, T, NT, SIZE_CLASS,
+    q, k, v, g, h, o, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     IS_FP32: tl.constexpr,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -159,7 +161,7 @@ def chunk_ssd_states(
     h0 = initial_state.float().contiguous() if initial_state is not None else None
     hT = torch.empty(B, H, K, V, device=k.device, dtype=torch.float32) if output_final_state else None
     _ssd_chunk_states[lambda meta: (cdiv(K, meta["BK"]), cdiv(V, meta["BV"]), B * H)](
-        k, v, g, h, h0, hT, T, NT, size_class(B * H), H=H, K=K, V=V, BT=chunk_size,
+        k, v, g, h, h0, hT, T, NT, SIZE_CLASS=size_class(B * H), H=H, K=K, V=V, BT=chunk_size,
         HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=k.dtype == torch.float32,
     )
     return h, hT
@@ -193,7 +195,7 @@ def chunk_ssd_fwd(
     h, hT = chunk_ssd_states(k, v, g, initial_state, output_final_state, BT)
     o = torch.empty(B, T, H, V, device=q.device, dtype=out_dtype)
     _ssd_chunk_output[lambda meta: (cdiv(V, meta["BV"]), NT, B * H)](
-        q, k, v, g, h, o, float(scale), T, NT, size_class(NT * B * H), H=H, K=K, V=V, BT=BT, BK=_block_k(K),
+        q, k, v, g, h, o, float(scale), T, NT, SIZE_CLASS=size_class(NT * B * H), H=H, K=K, V=V, BT=BT, BK=_block_k(K),
         IS_FP32=q.dtype == torch.float32,
     )
     return o, hT

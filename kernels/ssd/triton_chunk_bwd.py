@@ -33,7 +33,7 @@ import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from kernels._dispatch import cdiv, triton_interpreted
+from kernels._dispatch import cdiv, size_class, triton_interpreted
 from kernels.ssd.triton_chunk import CHUNK, _block_k, _prepare, chunk_ssd_fwd, chunk_ssd_states
 
 __all__ = ["ChunkSSDFunction", "triton_chunk_ssd_bwd"]
@@ -78,12 +78,13 @@ def _by_precision(configs, named_args, **kwargs):
     return [c for c in configs if c.kwargs["BV"] == _TC_BV]
 
 
-@triton.autotune(configs=_dh_configs(), key=["K", "V", "BT", "IS_FP32"])
-@triton.jit
+@triton.autotune(configs=_dh_configs(), key=["K", "V", "BT", "IS_FP32", "SIZE_CLASS"])
+@triton.jit(do_not_specialize=["SIZE_CLASS"])
 def _ssd_chunk_bwd_dh(
     q, do, g, dh, dhT, dh0, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_FP32: tl.constexpr,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -115,12 +116,16 @@ def _ssd_chunk_bwd_dh(
         tl.store(dh0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_dh, mask=m_kv)
 
 
-@triton.autotune(configs=_chunk_configs(), key=["K", "V", "BT", "BK", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision})
-@triton.jit
+@triton.autotune(
+    configs=_chunk_configs(), key=["K", "V", "BT", "BK", "IS_FP32", "SIZE_CLASS"],
+    prune_configs_by={"early_config_prune": _by_precision},
+)
+@triton.jit(do_not_specialize=["SIZE_CLASS"])
 def _ssd_chunk_bwd_dv(
     q, k, g, do, dh, dv, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     IS_FP32: tl.constexpr,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -159,12 +164,16 @@ def _ssd_chunk_bwd_dv(
     tl.store(p_dv, b_dv.to(dv.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
 
 
-@triton.autotune(configs=_chunk_configs(), key=["K", "V", "BT", "BK", "IS_FP32"], prune_configs_by={"early_config_prune": _by_precision})
-@triton.jit
+@triton.autotune(
+    configs=_chunk_configs(), key=["K", "V", "BT", "BK", "IS_FP32", "SIZE_CLASS"],
+    prune_configs_by={"early_config_prune": _by_precision},
+)
+@triton.jit(do_not_specialize=["SIZE_CLASS"])
 def _ssd_chunk_bwd_dqkg(
     q, k, v, g, h, do, dh, dq, dk, dg, scale, T, NT, B,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     IS_FP32: tl.constexpr,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_k, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -263,17 +272,19 @@ def triton_chunk_ssd_bwd(
     dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if store_dh0 else None
     dhT = dhT.float().contiguous() if dhT is not None else None
     _ssd_chunk_bwd_dh[lambda meta: (cdiv(K, meta["BK"]), cdiv(V, meta["BV"]), B * H)](
-        q, do, g, dh, dhT, dh0, float(scale), T, NT, H=H, K=K, V=V, BT=BT,
+        q, do, g, dh, dhT, dh0, float(scale), T, NT, SIZE_CLASS=size_class(B * H), H=H, K=K, V=V, BT=BT,
         HAS_DHT=dhT is not None, STORE_DH0=store_dh0, IS_FP32=is_fp32,
     )
     dv = torch.empty_like(v)
     _ssd_chunk_bwd_dv[lambda meta: (cdiv(V, meta["BV"]), NT, B * H)](
-        q, k, g, do, dh, dv, float(scale), T, NT, H=H, K=K, V=V, BT=BT, BK=BK, IS_FP32=is_fp32,
+        q, k, g, do, dh, dv, float(scale), T, NT, SIZE_CLASS=size_class(NT * B * H), H=H, K=K, V=V, BT=BT, BK=BK,
+        IS_FP32=is_fp32,
     )
     dq, dk = torch.empty_like(q), torch.empty_like(k)
     dg = torch.empty(NK, B, T, H, device=q.device, dtype=torch.float32)
     _ssd_chunk_bwd_dqkg[(NK, NT, B * H)](
-        q, k, v, g, h, do, dh, dq, dk, dg, float(scale), T, NT, B, H=H, K=K, V=V, BT=BT, BK=BK, IS_FP32=is_fp32,
+        q, k, v, g, h, do, dh, dq, dk, dg, float(scale), T, NT, B, SIZE_CLASS=size_class(NT * B * H), H=H, K=K, V=V,
+        BT=BT, BK=BK, IS_FP32=is_fp32,
     )
     dg = dg.sum(0) if NK > 1 else dg[0]
     if dh0 is not None:

@@ -27,23 +27,38 @@ def test_size_class_is_one_class_per_factor_of_4_and_0_while_off(monkeypatch):
     assert dispatch.size_class(0) == dispatch.size_class(1) == 0
 
 
-def test_chunked_forwards_with_size_classes_on_match_the_references(device, monkeypatch):
-    """The size class is an autotune key only: with it on (a non-zero runtime argument) the SSD and GLA chunked
-    forwards still match their references."""
+def test_size_classes_change_no_result_of_the_chunked_ops(device, monkeypatch):
+    """The size class is an autotune key only: with it on (a non-zero runtime argument to the SSD, GLA and
+    delta-rule chunked kernels, forward and backward) every output and gradient is what it is with it off."""
     import torch
     import torch.nn.functional as F
 
     import kernels._dispatch as dispatch
-    from kernels.gla import naive_chunk_gla
-    from kernels.gla.triton_chunk import chunk_gla_fwd
-    from kernels.ssd import naive_chunk_ssd
-    from kernels.ssd.triton_chunk import chunk_ssd_fwd
+    from kernels.delta_rule.triton_chunk import triton_chunk_delta_rule
+    from kernels.gla.triton_chunk import triton_chunk_gla
+    from kernels.ssd.triton_chunk import triton_chunk_ssd
 
-    monkeypatch.setattr(dispatch, "SIZE_CLASSES", True)
-    B, T, H, K = 2, 77, 3, 20
+    B, T, H, K = 2, 45, 2, 20
     q, k, v = (torch.randn(B, T, H, K, device=device) for _ in range(3))
     g_scalar, g_vec = -torch.rand(B, T, H, device=device) * 0.5, F.logsigmoid(torch.randn(B, T, H, K, device=device))
-    for got, ref in ((chunk_ssd_fwd(q, k, v, g_scalar, 0.5, None, True), naive_chunk_ssd(q, k, v, g_scalar, 0.5, None, True)),
-                     (chunk_gla_fwd(q, k, v, g_vec, 0.5, None, True), naive_chunk_gla(q, k, v, g_vec, 0.5, None, True))):
-        for a, b in zip(got, ref, strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    kk = F.normalize(torch.randn(B, T, H, K, device=device), dim=-1)
+    a, b = -kk, kk * torch.rand_like(kk)
+    cases = {
+        "ssd": (lambda *x: triton_chunk_ssd(*x, 0.5, None, True), (q, k, v, g_scalar)),
+        "gla": (lambda *x: triton_chunk_gla(*x, 0.5, None, True), (q, k, v, g_vec)),
+        "delta": (lambda *x: triton_chunk_delta_rule(*x, 1.0, None, True, 16, fuse_scores=True), (q, k, v, -0.3 * g_vec.abs(), a, b)),
+    }
+
+    def run(fn, inputs):
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        o, hT = fn(*leaves)
+        (o.square().sum() + hT.sum()).backward()
+        return [o, hT, *(t.grad for t in leaves)]
+
+    for name, (fn, inputs) in cases.items():
+        monkeypatch.setattr(dispatch, "SIZE_CLASSES", False)
+        off = run(fn, inputs)
+        monkeypatch.setattr(dispatch, "SIZE_CLASSES", True)
+        on = run(fn, inputs)
+        for x, y in zip(off, on, strict=True):
+            assert torch.equal(x, y), name
