@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ["TRITON_INTERPRET"] = "0"  # the GPU's block choices; the stubs keep anything from running
+os.environ["TRITON_INTERPRET"] = "0"  # the wrappers pick the GPU's blocks; the stubbed launches run nothing
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from triton.runtime.autotuner import Autotuner  # noqa: E402
@@ -33,10 +33,9 @@ LAUNCHES: list[str] = []
 def _stub_launch(self, *args, grid=None, **kwargs):
     """A launch that runs nothing: it records the kernel and evaluates the grid, as Triton would."""
     LAUNCHES.append(getattr(getattr(self, "fn", self), "__name__", "?"))
-    if callable(grid):
-        meta = dict(kwargs)
-        meta.update(getattr(self, "configs", [None])[0].kwargs if getattr(self, "configs", None) else {})
-        grid(meta)
+    if callable(grid):  # an autotuned kernel's grid reads its config's block sizes: the first config's here
+        configs = getattr(self, "configs", None)
+        grid({**kwargs, **(configs[0].kwargs if configs else {})})
 
 
 def _ops(B: int, T: int, H: int, D: int) -> dict:
