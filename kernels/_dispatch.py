@@ -29,6 +29,12 @@ def next_power_of_2(n: int) -> int:
     return 1 << (n - 1).bit_length() if n > 0 else 0
 
 
+def bh_bucket(BH: int) -> int:
+    """The delta rule's walks key their autotuning on batch·heads rounded up to a power of 2 (at most 4096): how
+    many programs share the GPU decides their best V block (see kernels/delta_rule/triton_recurrent.py)."""
+    return min(next_power_of_2(BH), 4096)
+
+
 # Autotune size classes (kernels/NOTES.md 49): off until timed on a GPU; see size_class.
 SIZE_CLASSES = False
 

@@ -70,7 +70,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels._dispatch import cdiv, next_power_of_2, size_class, tracks_grad, triton_interpreted
+from kernels._dispatch import bh_bucket, cdiv, next_power_of_2, size_class, tracks_grad, triton_interpreted
 from kernels.delta_rule._autograd import reference_differentiable
 from kernels.delta_rule.naive import _check
 from kernels.gla.naive import pad_time
@@ -617,7 +617,7 @@ def chunk_delta_rule_fwd(
             FUSED=fuse_scores,
         )
     _delta_rule_chunk_states[lambda meta: (cdiv(V, meta["BV"]), BH)](
-        v, G, Ae, Bo, Ke, h, h0, hT, T, NT, min(next_power_of_2(BH), 4096),
+        v, G, Ae, Bo, Ke, h, h0, hT, T, NT, bh_bucket(BH),
         H=H, K=K, V=V, BT=BT, BK=BK, HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=IS_FP32,
     )
     if NT:

@@ -36,7 +36,7 @@ import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from kernels._dispatch import cdiv, next_power_of_2, size_class
+from kernels._dispatch import bh_bucket, cdiv, next_power_of_2, size_class
 from kernels.delta_rule.naive import _check
 from kernels.delta_rule.triton_chunk import FACTORED_RANGE, TileTable, chunk_delta_rule_fwd
 from kernels.gla.triton_chunk import _dot
@@ -384,7 +384,7 @@ def chunk_delta_rule_bwd(
     dh = torch.empty(BH, NT, K, V, device=dev, dtype=f32)
     dh0 = torch.empty(B, H, K, V, device=dev, dtype=f32) if need_dh0 else None
     _delta_rule_chunk_dstates[lambda meta: (cdiv(V, meta["BV"]), BH)](
-        do, G, saved["Ae"], saved["Bo"], saved["Qe"], dh, dhT, dh0, T, NT, min(next_power_of_2(BH), 4096),
+        do, G, saved["Ae"], saved["Bo"], saved["Qe"], dh, dhT, dh0, T, NT, bh_bucket(BH),
         H=H, K=K, V=V, BT=BT, BK=BK, HAS_DHT=dhT is not None, STORE_DH0=need_dh0, IS_FP32=IS_FP32,
     )
     U, dR = torch.empty(2, BH, TP, V, device=dev, dtype=f32).unbind(0)

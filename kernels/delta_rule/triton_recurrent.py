@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels._dispatch import cdiv, next_power_of_2, tracks_grad, triton_interpreted
+from kernels._dispatch import bh_bucket, cdiv, next_power_of_2, tracks_grad, triton_interpreted
 from kernels.delta_rule._autograd import reference_differentiable
 from kernels.delta_rule.naive import _check
 
@@ -144,7 +144,7 @@ def fused_recurrent_delta_rule_fwd(
                 f"contiguous fp32 [B, H, ceil(T / C), K, V] = {(B, H, NC, K, V)} with checkpoint_every = C ≥ 1"
             )
     BK = max(16, next_power_of_2(K))
-    bucket = min(next_power_of_2(B * H), 4096)
+    bucket = bh_bucket(B * H)
 
     def grid(meta):
         return (cdiv(V, meta["BV"]), B * H)

@@ -62,3 +62,9 @@ def test_size_classes_change_no_result_of_the_chunked_ops(device, monkeypatch):
         on = run(fn, inputs)
         for x, y in zip(off, on, strict=True):
             assert torch.equal(x, y), name
+
+
+def test_bh_bucket_rounds_batch_heads_up_to_a_power_of_2_up_to_4096():
+    from kernels._dispatch import bh_bucket
+
+    assert [bh_bucket(n) for n in (1, 3, 16, 17, 128, 4096, 5000)] == [1, 4, 16, 32, 128, 4096, 4096]
