@@ -27,6 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import kernels._dispatch as dispatch  # noqa: E402
+import kernels.ssd.triton_chunk as ssd_chunk  # noqa: E402
 from kernels.causal_conv1d import naive_causal_conv1d  # noqa: E402
 from kernels.causal_conv1d.triton_conv import triton_causal_conv1d  # noqa: E402
 from kernels.delta_rule import naive_chunk_delta_rule, naive_delta_rule_step  # noqa: E402
@@ -40,7 +41,7 @@ from kernels.gla.triton_step import triton_gla_step  # noqa: E402
 from kernels.mamba2_step import naive_mamba2_step  # noqa: E402
 from kernels.mamba2_step.triton_step import triton_mamba2_step  # noqa: E402
 from kernels.ssd import naive_chunk_ssd, naive_ssd_step  # noqa: E402
-from kernels.ssd.triton_chunk import chunk_ssd_fwd, triton_chunk_ssd  # noqa: E402
+from kernels.ssd.triton_chunk import chunk_ssd_fwd, fwd_chunk_size, fwd_state_splits, triton_chunk_ssd  # noqa: E402
 from kernels.ssd.triton_step import triton_ssd_step  # noqa: E402
 
 # bench_<name> below, in the order they run
@@ -367,6 +368,20 @@ def bench_chunk(bench: Bench, P: dict, shape: tuple[int, ...]):
         return max(rel_err(o, ref[0]), rel_err(h, ref[1]))
 
     entries = [("ours", ours, chk_ours, BF16_TOL, True), *size_class_row(ours, chk_ours)]
+    BT = fwd_chunk_size(B, T, H, torch.bfloat16)
+    if fwd_state_splits(B, H, -(-T // BT)) > 1:  # the split state walk (kernels/NOTES.md 50) against one walk per head
+        name = "ours (one walk per head)" if ssd_chunk.SPLIT_WALK else "ours (split walk)"
+        entries.append((name, toggled(ssd_chunk, "SPLIT_WALK", ours), toggled(ssd_chunk, "SPLIT_WALK", chk_ours), BF16_TOL, True))
+    if BT != 64:  # the long chunk's A/B row: the split walk shortens the walk that 128-step chunks were for
+
+        def ours64(Cm=Cm, Bm=Bm, v=v, g=g):
+            return chunk_ssd_fwd(Cm, Bm, v, g, 1.0, None, True, chunk_size=64)
+
+        def chk64(ours64=ours64, ref=ref):
+            o, h = ours64()
+            return max(rel_err(o, ref[0]), rel_err(h, ref[1]))
+
+        entries.append(("ours (chunk 64)", ours64, chk64, BF16_TOL, True))
     if "mamba" in P:
         mc = P["mamba"]["chunk"]
 

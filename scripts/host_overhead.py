@@ -8,6 +8,9 @@ what is left is our code and the torch calls it makes, on tiny CPU tensors. Trit
 (``torch.profiler`` there: ``scripts/profile_kernels.py``).
 
     python scripts/host_overhead.py [--ops gla,ssd,delta,ssd_step,gla_step,delta_step] [--calls 300]
+
+``ssd_fwd`` / ``ssd_fwd_split``: the SSD forward alone, with one state walk per head and with the walk split into
+two segments (kernels/NOTES.md 50: a third launch and five more buffers).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def _ops(B: int, T: int, H: int, D: int) -> dict:
     from kernels.delta_rule.triton_step import triton_delta_rule_step
     from kernels.gla.triton_chunk import triton_chunk_gla
     from kernels.gla.triton_step import triton_gla_step
-    from kernels.ssd.triton_chunk import triton_chunk_ssd
+    from kernels.ssd.triton_chunk import chunk_ssd_fwd, triton_chunk_ssd
     from kernels.ssd.triton_step import triton_ssd_step
 
     def seq(*shape):
@@ -71,6 +74,8 @@ def _ops(B: int, T: int, H: int, D: int) -> dict:
         "gla": fwd_bwd(lambda *x: triton_chunk_gla(*x, D**-0.5, None, False), q, k, v, g_vec),
         "ssd": fwd_bwd(lambda *x: triton_chunk_ssd(*x, D**-0.5, None, False), q, k, v, g_scalar),
         "delta": fwd_bwd(lambda *x: triton_chunk_delta_rule(*x, 1.0, None, False, fuse_scores=True), q, k, v, -g_vec.abs(), a, b),
+        "ssd_fwd": lambda: chunk_ssd_fwd(q, k, v, g_scalar, D**-0.5, None, True, chunk_size=64, splits=1),
+        "ssd_fwd_split": lambda: chunk_ssd_fwd(q, k, v, g_scalar, D**-0.5, None, True, chunk_size=64, splits=2),
         "ssd_step": step(triton_ssd_step, -torch.rand(B, H)),
         "gla_step": step(triton_gla_step, -torch.rand(B, H, D)),
         "delta_step": step(lambda q1, k1, v1, g1, s: triton_delta_rule_step(q1, k1, v1, g1, a[:, 0], b[:, 0], s), -torch.rand(B, H, D)),

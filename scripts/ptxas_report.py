@@ -187,21 +187,32 @@ def _autotuned_rows(cases, Ks, stages, sass, only, quick):
 
 
 def ssd_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool = False):
-    """The SSD (Mamba2) chunked forward: the state walk and the output (``stages`` is each config's own here)."""
+    """The SSD (Mamba2) chunked forward: the state walk and the output, each whole and split into segments (kernels/
+    NOTES.md 50), then the split's carry over the segments (``stages`` is each autotuned config's own here)."""
     from kernels.ssd import triton_chunk as m
 
-    bf, sc = "*bf16", {"scale": "fp32", "T": "i32", "NT": "i32", "SIZE_CLASS": "i32"}
+    bf, sc = "*bf16", {"scale": "fp32", "T": "i32", "NT": "i32", "NS": "i32", "LS": "i32", "SIZE_CLASS": "i32"}
 
     def cases(K):  # both chunk lengths the SSD forward takes
         out = []
         for BT in (m.CHUNK, m.LONG_CHUNK):
             common = dict(H=16, K=K, V=K, BT=BT, IS_FP32=False)
-            out += [("states", m._ssd_chunk_states, {"k": bf, "v": bf, "h": bf} | sc, dict(common, HAS_H0=True, STORE_FINAL=True)),
-                    ("output", m._ssd_chunk_output, {n: bf for n in ("q", "k", "v", "h", "o")} | sc,
-                     dict(common, BK=m._block_k(K)))]
+            states, output = {"k": bf, "v": bf, "h": bf} | sc, {n: bf for n in ("q", "k", "v", "h", "o")} | sc
+            for split in (False, True):
+                tag = " split" if split else ""
+                out += [(f"states{tag}", m._ssd_chunk_states, states, dict(common, HAS_H0=True, STORE_FINAL=not split, SPLIT=split)),
+                        (f"output{tag}", m._ssd_chunk_output, output, dict(common, BK=m._block_k(K), SPLIT=split))]
         return out
 
     yield from _autotuned_rows(cases, (64, 128), stages, sass, only, quick)
+    if only and only != "carry":
+        return
+    block = m._CARRY_BLOCK
+    for K in (64,) if quick else (64, 128):  # not autotuned: the wrapper's blocks, Triton's default 4 warps
+        regs, spills, cubin = compile_sm90(m._ssd_segment_carry, {"NS": "i32"}, dict(K=K, V=K, BK=block, BV=block, STORE_FINAL=True),
+                                           4, stages)
+        row = f"| carry | {K} | - | {{'BK': {block}, 'BV': {block}}} | 4 | {regs} | {spills} |"
+        yield row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
 
 
 def gla_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool = False):

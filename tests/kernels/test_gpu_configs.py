@@ -80,18 +80,19 @@ def _ssd_case():
     return (q, k, v, g, h0), naive_recurrent_ssd(q, k, v, g, 0.3, h0, True)
 
 
+@pytest.mark.parametrize("splits", [1, 2])  # 2: the split walk, segments of 2 chunks (BT=64) or 1 (BT=128)
 @pytest.mark.parametrize("BT", [ssd_fwd.CHUNK, ssd_fwd.LONG_CHUNK])
 @pytest.mark.parametrize("run", _runs(
     (ssd_fwd._ssd_chunk_states, ssd_fwd._state_configs(interpreted=False)),
     (ssd_fwd._ssd_chunk_output, ssd_fwd._configs(ssd_fwd._OUTPUT_BV, interpreted=False)),
 ))
-def test_ssd_chunk_forward(run, BT):
+def test_ssd_chunk_forward(run, BT, splits):
     inputs, (o_ref, hT_ref) = _ssd_case()
     guards = Guards()
     q, k, v, g, h0 = map(guards, inputs)
     with guards.allocations(), only_configs(*run):
-        o, hT = ssd_fwd.chunk_ssd_fwd(q, k, v, g, 0.3, h0, True, chunk_size=BT)
-    _check(guards, f"{_describe(run)}, BT={BT}", [("o", o, o_ref), ("final", hT, hT_ref)])
+        o, hT = ssd_fwd.chunk_ssd_fwd(q, k, v, g, 0.3, h0, True, chunk_size=BT, splits=splits)
+    _check(guards, f"{_describe(run)}, BT={BT}, splits={splits}", [("o", o, o_ref), ("final", hT, hT_ref)])
 
 
 # GLA: K = 72 is 2 blocks of 64 for the state walks (one 128-wide tile elsewhere); V = 136 as for SSD;

@@ -7,7 +7,7 @@ import torch
 from _kernel_util import assert_close, grads, ssd_inputs
 
 from kernels.ssd import chunk_ssd, naive_recurrent_ssd, naive_ssd_step, ssd_step
-from kernels.ssd.triton_chunk import CHUNK, LONG_CHUNK, chunk_ssd_fwd
+from kernels.ssd.triton_chunk import CHUNK, LONG_CHUNK, chunk_ssd_fwd, chunk_ssd_split_states, fwd_chunk_size, fwd_state_splits
 
 # fp32 inputs use IEEE fp32 products in the kernels; the chunked and step forms only reorder sums.
 FP32_TOL = 1e-5
@@ -51,6 +51,35 @@ def test_forward_chunk_sizes(chunk_size, s0, device):
     assert_close("o without final state", o2, o_ref, FP32_TOL)
 
 
+@pytest.mark.parametrize("splits", [2, 3, 5, 50])  # 6 chunks: segments of 3, 2, 2 (the last one short) and 1
+@pytest.mark.parametrize("s0", [False, True])
+@pytest.mark.parametrize("with_final", [False, True])
+def test_split_walk(splits, s0, with_final, device):
+    """The forward with its state walk cut into segments (a segment-local walk, a carry over the segments, the
+    carried part added back in the output kernel) gives the step-by-step result; h0 enters only segment 0."""
+    q, k, v, g, h0 = (t.detach() if t is not None else None for t in ssd_inputs(2, 5 * CHUNK + 7, 2, 12, 20, s0, device))
+    o, hT = chunk_ssd_fwd(q, k, v, g, 0.7, h0, with_final, chunk_size=CHUNK, splits=splits)
+    o_ref, h_ref = naive_recurrent_ssd(q, k, v, g, 0.7, h0)
+    assert_close("o", o, o_ref, FP32_TOL)
+    if with_final:
+        assert_close("final", hT, h_ref, FP32_TOL)
+    else:
+        assert hT is None
+    parts = chunk_ssd_split_states(k, v, g, h0, False, CHUNK, splits)
+    assert parts.seg_len == -(-6 // min(splits, 6)) and parts.hin.shape[2] == -(-6 // parts.seg_len)
+
+
+def test_split_walk_choice():
+    """Segments only where fewer than 32 batch·heads walk at least 64 chunks, 16 chunks or more each, up to 128
+    walks in all."""
+    assert fwd_state_splits(1, 16, 128) == 8  # B=1 T=16k, chunks of 128
+    assert fwd_state_splits(1, 16, 64) == 4  # B=1 T=8192
+    assert fwd_state_splits(1, 4, 141) == 8  # segments of at least 16 chunks (141 // 16) ...
+    assert fwd_state_splits(1, 2, 4096) == 64  # ... or 128 walks
+    assert fwd_state_splits(1, 16, 32) == 1  # B=1 T=4096: bound by the CPU's launches
+    assert fwd_state_splits(2, 16, 128) == 1  # 32 walks: the walk is no longer the bottleneck
+
+
 def test_chunk_without_final_state(device):
     q, k, v, g = (t.detach() for t in ssd_inputs(2, 9, 1, 16, 16, False, device)[:4])
     o, hT = chunk_ssd(q, k, v, g, 1.0, None, output_final_state=False, impl="triton")
@@ -83,6 +112,23 @@ def test_step_matches_reference_and_chunk(s0, device):
 def test_chunk_full_shape_gpu(K, V, dtype, tol, B, T):
     dev = torch.device("cuda")
     H = 4
+    q, k, v, g, h0 = (t.detach() for t in ssd_inputs(B, T, H, K, V, True, dev, dtype))
+    o, hT = chunk_ssd(q, k, v, g, K**-0.5, h0, impl="triton")
+    o_ref, h_ref = chunk_ssd(q.float(), k.float(), v.float(), g, K**-0.5, h0, impl="naive")
+    assert_close("o", o, o_ref, tol)
+    assert_close("final", hT, h_ref, tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("K,V", [(64, 64), (128, 128)])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+def test_split_walk_full_shape_gpu(K, V, dtype, tol):
+    """The default forward at a length where it splits the state walk (4 segments of 128-step chunks in bf16,
+    8 of 64-step chunks in fp32), with an initial state."""
+    dev = torch.device("cuda")
+    B, T, H = 1, 9000, 4
+    chunk = fwd_chunk_size(B, T, H, dtype)
+    assert fwd_state_splits(B, H, -(-T // chunk)) > 1
     q, k, v, g, h0 = (t.detach() for t in ssd_inputs(B, T, H, K, V, True, dev, dtype))
     o, hT = chunk_ssd(q, k, v, g, K**-0.5, h0, impl="triton")
     o_ref, h_ref = chunk_ssd(q.float(), k.float(), v.float(), g, K**-0.5, h0, impl="naive")

@@ -77,7 +77,7 @@ def test_sass_loops_are_the_backward_branches():
 @pytest.mark.skipif(not PTXAS.exists(), reason=f"triton {triton.__version__} ships no ptxas here")
 @pytest.mark.parametrize("group,kernels", [("delta_chunk_fwd", ["scores", "solve", "solve+fused", "states", "output"]),
                                           ("delta_chunk_bwd", ["dstates", "bwd_v", "bwd_k"]),
-                                          ("ssd_chunk_fwd", ["states", "output", "states", "output"]),
+                                          ("ssd_chunk_fwd", ["states", "output", "states split", "output split"] * 2 + ["carry"]),
                                           ("gla_chunk_fwd", ["states", "output"]),
                                           ("gla_chunk_bwd", ["dqk_da", "dqk_da pairwise", "dqk"])])
 def test_every_chunk_kernel_compiles_for_sm90(group, kernels):
