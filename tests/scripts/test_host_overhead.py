@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_host_overhead_times_each_op_and_counts_its_launches():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "host_overhead.py"), "--calls", "3", "--ops", "ssd_step,gla,delta,ssd_fwd,ssd_fwd_split"],
+    ops = "ssd_step,gla,delta,ssd_fwd,ssd_fwd_split"
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "host_overhead.py"), "--calls", "3", "--ops", ops],
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in run.stdout.splitlines() if line.startswith("| ")}
