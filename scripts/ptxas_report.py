@@ -179,7 +179,9 @@ def _autotuned_rows(cases, Ks, stages, sass, only, quick):
         for name, kernel, types, consts in cases(K):
             if only and name != only:
                 continue
-            for cfg in kernel.configs[:1] if quick else kernel.configs:
+            prune = kernel.early_config_prune  # the configs a launch with these constants tunes over
+            configs = prune(kernel.configs, {}, **consts) if prune else kernel.configs
+            for cfg in configs[:1] if quick else configs:
                 regs, spills, cubin = compile_sm90(kernel, types, consts | cfg.kwargs, cfg.num_warps, cfg.num_stages,
                                                    cfg.maxnreg)
                 row = f"| {name} | {K} | {consts.get('BT')} | {cfg.kwargs} stages={cfg.num_stages} | {cfg.num_warps} | {regs} | {spills} |"
@@ -201,7 +203,7 @@ def ssd_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool =
             for split in (False, True):
                 tag = " split" if split else ""
                 out += [(f"states{tag}", m._ssd_chunk_states, states, dict(common, HAS_H0=True, STORE_FINAL=not split, SPLIT=split)),
-                        (f"output{tag}", m._ssd_chunk_output, output, dict(common, BK=m._block_k(K), SPLIT=split))]
+                        (f"output{tag}", m._ssd_chunk_output, output, dict(common, SPLIT=split))]
         return out
 
     yield from _autotuned_rows(cases, (64, 128), stages, sass, only, quick)
