@@ -203,7 +203,7 @@ def ssd_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool =
             for split in (False, True):
                 tag = " split" if split else ""
                 out += [(f"states{tag}", m._ssd_chunk_states, states, dict(common, HAS_H0=True, STORE_FINAL=not split, SPLIT=split)),
-                        (f"output{tag}", m._ssd_chunk_output, output, dict(common, SPLIT=split))]
+                        (f"output{tag}", m._ssd_chunk_output, output, dict(common, BK=m._block_k(K), SPLIT=split))]
         return out
 
     yield from _autotuned_rows(cases, (64, 128), stages, sass, only, quick)

@@ -50,10 +50,12 @@ __all__ = ["triton_chunk_ssd", "CHUNK"]
 
 CHUNK, LONG_CHUNK = 64, 128
 _OUTPUT_BV = (64, 128)  # the output kernel's GPU V blocks
-# At 128-step chunks the output kernel's [BT, BT] scores and [BT, BV] accumulator crowd the registers: ptxas
-# (sm_90a, checked on the CPU) spills 336-964 bytes at its K block of 64, and none (8 bytes when split) at a K
-# block of 32 with BV = 64 and 8 warps. Those tiles join the long chunks' configs (kernels/NOTES.md 51).
-_LONG_OUTPUT_TILE, _LONG_OUTPUT_WARPS = (32, 64), 8
+
+
+def _configs(bvs: tuple[int, ...], interpreted: bool | None = None):
+    if triton_interpreted() if interpreted is None else interpreted:
+        return [triton.Config({"BV": 32}, num_warps=4, num_stages=1)]
+    return [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for bv in bvs for w in (4, 8) for s in (2, 3)]
 
 
 def _state_configs(interpreted: bool | None = None):
@@ -142,26 +144,7 @@ def _ssd_segment_carry(
         tl.store(hT + i_bh * K * V + p_kv, b_h, mask=m_kv)
 
 
-def _output_configs(interpreted: bool | None = None):
-    """Every (BK, BV) tile the output kernel may take; :func:`_output_prune` picks a launch's."""
-    if triton_interpreted() if interpreted is None else interpreted:
-        return [triton.Config({"BK": 32, "BV": 32}, num_warps=4, num_stages=1)]
-    return [triton.Config({"BK": bk, "BV": bv}, num_warps=w, num_stages=s)
-            for bk in (16, 32, 64) for bv in _OUTPUT_BV for w in (4, 8) for s in (2, 3)]
-
-
-def _output_prune(configs, named_args, **kwargs):
-    """The K block :func:`_block_k` picks, any V block; at 128-step chunks also ``_LONG_OUTPUT_TILE``."""
-    if len(configs) == 1:
-        return configs
-    bk = _block_k(kwargs["K"])
-    long_tile = kwargs["BT"] == LONG_CHUNK and bk > _LONG_OUTPUT_TILE[0]
-    return [c for c in configs if c.kwargs["BK"] == bk or (
-        long_tile and (c.kwargs["BK"], c.kwargs["BV"]) == _LONG_OUTPUT_TILE and c.num_warps == _LONG_OUTPUT_WARPS)]
-
-
-@triton.autotune(configs=_output_configs(), key=["K", "V", "BT", "IS_FP32", "SPLIT", "SIZE_CLASS"],
-                 prune_configs_by={"early_config_prune": _output_prune})
+@triton.autotune(configs=_configs(_OUTPUT_BV), key=["K", "V", "BT", "BK", "IS_FP32", "SPLIT", "SIZE_CLASS"])
 @triton.jit(do_not_specialize=["SIZE_CLASS"])
 def _ssd_chunk_output(
     q, k, v, g, h, hin, gc, o, scale, T, NT, NS, LS,
@@ -339,7 +322,7 @@ def chunk_ssd_fwd(
     o = torch.empty(B, T, H, V, device=q.device, dtype=out_dtype)
     _ssd_chunk_output[lambda meta: (cdiv(V, meta["BV"]), NT, B * H)](
         q, k, v, g, h, hin, gc, o, float(scale), T, NT, NS, LS, SIZE_CLASS=size_class(NT * B * H), H=H, K=K, V=V,
-        BT=BT, IS_FP32=q.dtype == torch.float32, SPLIT=hin is not None,
+        BT=BT, BK=_block_k(K), IS_FP32=q.dtype == torch.float32, SPLIT=hin is not None,
     )
     return o, hT
 

@@ -84,7 +84,7 @@ def _ssd_case():
 @pytest.mark.parametrize("BT", [ssd_fwd.CHUNK, ssd_fwd.LONG_CHUNK])
 @pytest.mark.parametrize("run", _runs(
     (ssd_fwd._ssd_chunk_states, ssd_fwd._state_configs(interpreted=False)),
-    (ssd_fwd._ssd_chunk_output, ssd_fwd._output_configs(interpreted=False)),
+    (ssd_fwd._ssd_chunk_output, ssd_fwd._configs(ssd_fwd._OUTPUT_BV, interpreted=False)),
 ))
 def test_ssd_chunk_forward(run, BT, splits):
     inputs, (o_ref, hT_ref) = _ssd_case()
@@ -93,19 +93,6 @@ def test_ssd_chunk_forward(run, BT, splits):
     with guards.allocations(), only_configs(*run):
         o, hT = ssd_fwd.chunk_ssd_fwd(q, k, v, g, 0.3, h0, True, chunk_size=BT, splits=splits)
     _check(guards, f"{_describe(run)}, BT={BT}, splits={splits}", [("o", o, o_ref), ("final", hT, hT_ref)])
-
-
-@pytest.mark.parametrize(("K", "BT", "want"), [
-    (64, ssd_fwd.CHUNK, {(64, 64, 4), (64, 64, 8), (64, 128, 4), (64, 128, 8)}),
-    (128, ssd_fwd.LONG_CHUNK, {(64, 64, 4), (64, 64, 8), (64, 128, 4), (64, 128, 8), (32, 64, 8)}),
-    (32, ssd_fwd.LONG_CHUNK, {(32, 64, 4), (32, 64, 8), (32, 128, 4), (32, 128, 8)}),
-    (16, ssd_fwd.CHUNK, {(16, 64, 4), (16, 64, 8), (16, 128, 4), (16, 128, 8)}),
-])
-def test_ssd_output_prune(K, BT, want):
-    """The SSD output kernel tunes over the wrapper's K block; 128-step chunks add the smaller K block that
-    ptxas compiles without spills (kernels/NOTES.md 51)."""
-    kept = ssd_fwd._output_prune(ssd_fwd._output_configs(interpreted=False), {}, K=K, BT=BT)
-    assert {(c.kwargs["BK"], c.kwargs["BV"], c.num_warps) for c in kept} == want
 
 
 # GLA: K = 72 is 2 blocks of 64 for the state walks (one 128-wide tile elsewhere); V = 136 as for SSD;
