@@ -30,7 +30,7 @@ import kernels._dispatch as dispatch  # noqa: E402
 import kernels.ssd.triton_chunk as ssd_chunk  # noqa: E402
 from kernels.causal_conv1d import naive_causal_conv1d  # noqa: E402
 from kernels.causal_conv1d.triton_conv import triton_causal_conv1d  # noqa: E402
-from kernels.delta_rule import naive_chunk_delta_rule, naive_delta_rule_step  # noqa: E402
+from kernels.delta_rule import auto_chunk_size, chunk_delta_rule, naive_chunk_delta_rule, naive_delta_rule_step  # noqa: E402
 from kernels.delta_rule.triton_chunk import chunk_delta_rule_fwd, triton_chunk_delta_rule  # noqa: E402
 from kernels.delta_rule.triton_recurrent import fused_recurrent_delta_rule_fwd, triton_fused_recurrent_delta_rule  # noqa: E402
 from kernels.delta_rule.triton_step import triton_delta_rule_step  # noqa: E402
@@ -658,6 +658,12 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
     for bt in (16, 32):
         entries += size_class_row(chunked(bt, True), lambda bt=bt: chk(chunked(bt, True)), f"ours chunked BT={bt} fused")
     entries.append(("ours fused_recurrent", ours, lambda: chk(ours), BF16_TOL, True))
+
+    def dispatched():  # what a student's no-grad prefill runs: the public op, chunk length left to it
+        return chunk_delta_rule(q, k, v, g, a, b, 1.0, None, True, impl="triton")
+
+    auto = f"ours chunk_delta_rule (chunk {auto_chunk_size(B * H, False)})"
+    entries.append((auto, dispatched, lambda: chk(dispatched), BF16_TOL, True))
     if "fla" in P:
         fr, fc = P["fla"]["rwkv7_recurrent"], P["fla"]["rwkv7_chunk"]
 

@@ -29,8 +29,25 @@ CHUNKED_MAX_BH = 32
 # B·H = 128, K = V = 64, T = 2048: 987 µs at chunk 16 and 1226 µs at 32 against the walk's 1260 µs (H200,
 # 2026-12-01). Nothing measured above 128.
 FUSED_CHUNKED_MAX_BH = 128
+# The chunk length when the caller leaves it open (``chunk_size=None``): the reference's, and the Triton pair's
+# under autograd (fwd + bwd within 3-4 % of chunk 16 at B=8 K=V=64 and B=4 K=V=128, kernels/NOTES.md 47).
+DEFAULT_CHUNK = 32
+# Forward only (no gradient), above this many batch·heads the chunked forward takes chunk 16: the walk over
+# chunks is long at batch 1, and its parallel work is what costs at more batch·heads. H200, bf16, T=2048
+# (B=1: 4096), H=16, chunk 16 vs 32 (kernels/NOTES.md 52): K=V=64, B·H = 16 609 vs 522 µs, 32 394 vs 377,
+# 64 561 vs 576, 128 942 vs 1029; K=V=128, B·H = 16 1020 vs 931, 64 1033 vs 1031.
+AUTO_CHUNK_LONG_MAX_BH = 32
 
-__all__ = ["chunk_delta_rule", "delta_rule_step", "naive_chunk_delta_rule", "naive_recurrent_delta_rule", "naive_delta_rule_step"]
+__all__ = [
+    "auto_chunk_size", "chunk_delta_rule", "delta_rule_step", "naive_chunk_delta_rule", "naive_recurrent_delta_rule",
+    "naive_delta_rule_step",
+]
+
+
+def auto_chunk_size(batch_heads: int, grad: bool) -> int:
+    """The Triton path's chunk length for ``chunk_size=None``: :data:`DEFAULT_CHUNK` under autograd and up to
+    :data:`AUTO_CHUNK_LONG_MAX_BH` batch·heads, 16 for wider forward-only calls."""
+    return DEFAULT_CHUNK if grad or batch_heads <= AUTO_CHUNK_LONG_MAX_BH else 16
 
 
 @on_input_device
@@ -44,10 +61,13 @@ def chunk_delta_rule(
     scale: float = 1.0,
     initial_state: Tensor | None = None,
     output_final_state: bool = True,
-    chunk_size: int = 32,
+    chunk_size: int | None = None,
     impl: str = "auto",
 ) -> tuple[Tensor, Tensor | None]:
     """Whole-sequence generalized delta rule. See :func:`kernels.delta_rule.naive.naive_chunk_delta_rule`.
+
+    ``chunk_size`` changes only the order of the sums (so the rounding), never the result in exact arithmetic.
+    ``None`` lets the call pick: :func:`auto_chunk_size` on the Triton path, :data:`DEFAULT_CHUNK` on the reference.
 
     ``impl="triton"`` runs Triton kernels: chunked (forward and backward) with ``chunk_size`` 16, 32 or 64 when a
     gradient is tracked or batch·heads are at most :data:`CHUNKED_MAX_BH` (:data:`FUSED_CHUNKED_MAX_BH` at chunk 16
@@ -58,14 +78,14 @@ def chunk_delta_rule(
         from kernels.delta_rule.triton_chunk import CHUNKS, FUSED_CHUNKS, triton_chunk_delta_rule
         from kernels.delta_rule.triton_recurrent import triton_fused_recurrent_delta_rule
 
-        fuse = chunk_size in FUSED_CHUNKS
-        max_bh = FUSED_CHUNKED_MAX_BH if fuse else CHUNKED_MAX_BH
-        if chunk_size in CHUNKS and (tracks_grad(q, k, v, g, a, b, initial_state) or q.shape[0] * q.shape[2] <= max_bh):
-            return triton_chunk_delta_rule(
-                q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size, fuse_scores=fuse
-            )
-        return triton_fused_recurrent_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
-    return naive_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size)
+        grad, bh = tracks_grad(q, k, v, g, a, b, initial_state), q.shape[0] * q.shape[2]
+        chunk = auto_chunk_size(bh, grad) if chunk_size is None else chunk_size
+        fuse = chunk in FUSED_CHUNKS
+        if chunk in CHUNKS and (grad or bh <= (FUSED_CHUNKED_MAX_BH if fuse else CHUNKED_MAX_BH)):
+            return triton_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk, fuse_scores=fuse)
+        return triton_fused_recurrent_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk)
+    chunk = DEFAULT_CHUNK if chunk_size is None else chunk_size
+    return naive_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk)
 
 
 @on_input_device

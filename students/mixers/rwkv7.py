@@ -66,7 +66,7 @@ class LowRank(nn.Module):
 class RWKV7Options:
     """Options under ``student.mixers.rwkv7`` (see the module docstring for what each does)."""
 
-    chunk_size: int = 32
+    chunk_size: int | None = None  # None: the kernel picks (kernels.delta_rule.auto_chunk_size); 16, 32 or 64 to fix it
     scale: float | None = None  # None: head_dim ** -0.5 (the teacher's)
     decay_low_rank_dim: int = 32
     iclr_low_rank_dim: int = 32

@@ -157,6 +157,9 @@ def test_rejects_bad_arguments(device):
     (1, 129, 32, False, "recurrent"), (1, 33, 64, False, "recurrent"), (2, 16, 64, False, "chunk"),
     (1, 2, 8, False, "recurrent"), (1, 129, 32, True, "chunk fused"), (1, 33, 64, True, "chunk"),
     (1, 2, 16, True, "chunk fused"), (1, 2, 8, True, "recurrent"),
+    # chunk_size=None: 32 under autograd and up to 32 batch·heads, else 16 (auto_chunk_size)
+    (2, 16, None, False, "chunk fused 32"), (4, 16, None, False, "chunk fused 16"), (8, 16, None, False, "chunk fused 16"),
+    (8, 16, None, True, "chunk fused 32"), (1, 129, None, False, "recurrent 16"), (1, 129, None, True, "chunk fused 32"),
 ])
 def test_dispatch_by_batch_heads(B, H, chunk_size, grad, want, monkeypatch):
     """``chunk_delta_rule(impl="triton")`` takes the chunked pair when a gradient is tracked or up to ``CHUNKED_MAX_BH``
@@ -167,8 +170,11 @@ def test_dispatch_by_batch_heads(B, H, chunk_size, grad, want, monkeypatch):
 
     assert (dr.CHUNKED_MAX_BH, dr.FUSED_CHUNKED_MAX_BH) == (32, 128)
     took = []
-    monkeypatch.setattr(chunk, "triton_chunk_delta_rule", lambda *a, fuse_scores: took.append("chunk" + " fused" * fuse_scores))
-    monkeypatch.setattr(triton_recurrent, "triton_fused_recurrent_delta_rule", lambda *a: took.append("recurrent"))
+    def chose(name):  # what was taken, with the chunk length where the case leaves it open
+        return lambda *a, fuse_scores=False: took.append(name + " fused" * fuse_scores + f" {a[-1]}" * (chunk_size is None))
+
+    monkeypatch.setattr(chunk, "triton_chunk_delta_rule", chose("chunk"))
+    monkeypatch.setattr(triton_recurrent, "triton_fused_recurrent_delta_rule", chose("recurrent"))
     x = torch.zeros(B, 3, H, 4, requires_grad=grad)
     dr.chunk_delta_rule(x, x, x, x, x, x, chunk_size=chunk_size, impl="triton")
     assert took == [want]
