@@ -222,17 +222,64 @@ def plot_ratios(path: Path, head: dict, rows: list) -> bool:
 
 def plot_saved(path: Path) -> None:
     """``--plot``: the ratio plot of a saved bench_kernels.json, written beside it with the suffix .png."""
-    try:
-        saved = json.loads(path.read_text())
-        head, rows = saved["header"], saved["rows"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SystemExit(f"--plot: {path} is not a bench_kernels.json ({type(e).__name__}: {e}); "
-                         "pass the .json that bench_kernels.py wrote") from None
+    head, rows = _load_saved(path, "--plot")
     png = path.with_suffix(".png")
     if plot_ratios(png, head, rows):
         print(f"wrote {png}")
     else:
         print(f"{path}: no row has a peer ratio; nothing to plot")
+
+
+def _load_saved(path: Path, flag: str) -> tuple[dict, list]:
+    try:
+        saved = json.loads(path.read_text())
+        return saved["header"], saved["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"{flag}: {path} is not a bench_kernels.json ({type(e).__name__}: {e}); "
+                         "pass the .json that bench_kernels.py wrote") from None
+
+
+def plot_sweep(paths: list[Path], out: Path) -> bool:
+    """``--plot-sweep``: one panel per op found in the saved runs ``paths`` (e.g. one ``--shape`` each), every
+    implementation's median time against the shapes in the order given, on a log axis; ours solid, peers dashed,
+    failed or skipped entries left out. Written to ``out`` (temporary name, then renamed); returns False, writing
+    nothing, when no entry has a time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ops: dict[str, list[tuple[str, dict]]] = {}
+    heads = []
+    for path in paths:
+        head, rows = _load_saved(path, "--plot-sweep")
+        heads.append(head)
+        for r in rows:
+            timed = {name: e for name, e in r["impls"].items() if e.get("status") == "ok" and e.get("us")}
+            if timed:
+                ops.setdefault(r["op"], []).append((r["shape"], timed))
+    if not ops:
+        return False
+    fig, axes = plt.subplots(len(ops), 1, figsize=(11, 3.6 * len(ops)), squeeze=False)
+    for ax, (op, shapes) in zip(axes[:, 0], ops.items(), strict=True):
+        names = list(dict.fromkeys(name for _, timed in shapes for name in timed))
+        for name in names:
+            pts = [(i, timed[name]["us"]) for i, (_, timed) in enumerate(shapes) if name in timed]
+            ours = any(timed[name].get("ours") for _, timed in shapes if name in timed)
+            ax.plot(*zip(*pts, strict=True), marker="o", ms=4, lw=1.4 if ours else 1.0, ls="-" if ours else "--", label=name)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(shapes)), [shape for shape, _ in shapes], rotation=20, ha="right", fontsize=7)
+        ax.set_ylabel("median time (µs)")
+        ax.set_title(op, fontsize=9)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    devices = sorted({f"{h['device']}, {str(h['date'])[:10]}" for h in heads})
+    fig.suptitle(f"{'; '.join(devices)} (ours solid, peers dashed)", fontsize=9)
+    fig.tight_layout()
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(out)
+    return True
 
 
 def write_results(out: Path, head: dict, rows: list) -> None:
@@ -845,9 +892,15 @@ def main():
                     "(B,T,H,D; sections whose shapes have another count of numbers are skipped)")
     ap.add_argument("--impl", default="", help="comma-separated name fragments: only the implementations whose name "
                     "contains one, e.g. 'BT=16,fla chunk' (default all)")
+    ap.add_argument("--plot-sweep", nargs="+", default=[], metavar="JSON", help="only draw each implementation's time "
+                    "against the shapes of several saved runs (e.g. one --shape each, in the order given; no GPU needed)")
+    ap.add_argument("--sweep-out", default="sweep.png", help="where --plot-sweep writes its figure")
     a = ap.parse_args()
     if a.plot:
         return plot_saved(Path(a.plot))
+    if a.plot_sweep:
+        drawn = plot_sweep([Path(p) for p in a.plot_sweep], Path(a.sweep_out))
+        return print(f"wrote {a.sweep_out}" if drawn else "--plot-sweep: no timed entry in those files; nothing drawn")
     only = [x for x in a.only.split(",") if x]
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:

@@ -79,6 +79,33 @@ def test_ratio_plot_beside_the_results_and_from_a_saved_file(tmp_path, capsys):
     assert not bk.plot_ratios(tmp_path / "none.png", head, _rows()[2:]) and not (tmp_path / "none.png").exists()
 
 
+def test_sweep_plot_of_several_saved_runs(tmp_path, capsys):
+    import json
+
+    import matplotlib.image
+    import pytest
+
+    bk = _bench_module()
+    head = {"device": "dev", "date": "2026-12-01T00:00:00", "peers": ["fla"]}
+    runs = []
+    for i, B in enumerate((1, 8)):
+        impls = {"ours": {"status": "ok", "us": 10.0 * (i + 1), "ours": True}, "fla": {"status": "ok", "us": 12.0, "ours": False},
+                 "broken": {"status": "check failed", "us": None, "ours": True}}
+        path = tmp_path / f"run{i}.json"
+        path.write_text(json.dumps({"header": head, "rows": [{"op": "RWKV-7 prefill fwd", "shape": f"B={B}", "impls": impls}]}))
+        runs.append(path)
+    out = tmp_path / "sweep.png"
+    assert bk.plot_sweep(runs, out)
+    assert matplotlib.image.imread(out).shape[0] > 100 and not list(tmp_path.glob(".*tmp*"))
+    # nothing timed: nothing drawn; a file that is not a saved run: a clear error naming the flag
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"header": head, "rows": []}))
+    assert not bk.plot_sweep([empty], tmp_path / "none.png") and not (tmp_path / "none.png").exists()
+    (tmp_path / "notes.json").write_text('{"rows": []}')
+    with pytest.raises(SystemExit, match="--plot-sweep: .* is not a bench_kernels.json"):
+        bk.plot_sweep([tmp_path / "notes.json"], out)
+
+
 def test_plot_of_a_file_that_is_not_a_saved_benchmark_says_so(tmp_path):
     import pytest
 
