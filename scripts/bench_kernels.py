@@ -183,6 +183,17 @@ def fmt_row(row) -> str:
     return f"| {row['op']} | {row['shape']} | {row['floor_us']:.1f} | " + " / ".join(parts) + f" | {ratio} |"
 
 
+def _save_figure(fig, path: Path) -> None:
+    """Write ``fig`` to ``path`` under a temporary name, then rename it into place, and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
 def plot_ratios(path: Path, head: dict, rows: list) -> bool:
     """A bar per row that has a peer: best peer's time / ours on a log axis (right of 1: ours faster), written to
     ``path`` (temporary name, then renamed). Rows without a ratio (no peer ran, or a check failed) are left out;
@@ -212,11 +223,7 @@ def plot_ratios(path: Path, head: dict, rows: list) -> bool:
     ax.minorticks_off()
     ax.set_xlabel("best peer time / ours (> 1: ours faster)")
     ax.set_title(f"{head['device']}, {str(head['date'])[:10]}: peers {', '.join(head['peers']) or 'none'}", fontsize=9)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    _save_figure(fig, path)
     return True
 
 
@@ -274,11 +281,7 @@ def plot_sweep(paths: list[Path], out: Path) -> bool:
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     devices = sorted({f"{h['device']}, {str(h['date'])[:10]}" for h in heads})
     fig.suptitle(f"{'; '.join(devices)} (ours solid, peers dashed)", fontsize=9)
-    fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out)
+    _save_figure(fig, out)
     return True
 
 
