@@ -307,26 +307,47 @@ def write_results(out: Path, head: dict, rows: list) -> None:
         pass
 
 
-def run_isolated(a, sections: list[str]) -> None:
-    """Each section in its own process: an illegal memory access (or a hang cut by the caller's limit) in one
-    section poisons that process's CUDA context only. Rows are merged into ``--out``."""
+def parse_shapes(text: str) -> list[tuple[int, ...]]:
+    """``--shape``: shapes separated by ``;``, each its numbers separated by ``,`` (``8,2048,16,64;16,2048,16,64``)."""
+    shapes = []
+    for part in (p.strip() for p in text.split(";")):
+        try:
+            shape = tuple(int(x) for x in part.split(","))
+        except ValueError:
+            shape = ()
+        if not shape or min(shape) < 1:
+            raise SystemExit(f"--shape: {part!r} is not a shape; give positive whole numbers separated by commas, shapes "
+                             "separated by ';', e.g. --shape '8,2048,16,64;16,2048,16,64' (B,T,H,D)")
+        shapes.append(shape)
+    return shapes
+
+
+def run_isolated(a, sections: list[str], shapes: list[tuple[int, ...]]) -> None:
+    """Each section (and each of several ``--shape`` shapes) in its own process: an illegal memory access (or a hang
+    cut by the caller's limit) in one poisons that process's CUDA context only, and each shape tunes its own tiles
+    (autotune keys leave out batch and length). Rows are merged into ``--out``; with several shapes, each
+    implementation's time across them is drawn as ``bench_sweep.png`` (:func:`plot_sweep`)."""
     import subprocess
 
     out, head, rows = Path(a.out), None, []
     for name in sections:
-        sub = out / f"section_{name}"
-        cmd = [sys.executable, __file__, "--only", name, "--out", str(sub)] + (["--quick"] if a.quick else [])
-        cmd += ["--shape", a.shape] if a.shape else []
-        cmd += ["--impl", a.impl] if a.impl else []
-        rc = subprocess.run(cmd).returncode
-        res = sub / "bench_kernels.json"
-        if res.exists():
-            got = json.loads(res.read_text())
-            head = head or got["header"]
-            rows += got["rows"]
-            write_results(out, head, rows)
-        if rc:
-            print(f"section {name}: exit code {rc} (rows it finished are kept)", flush=True)
+        for shape in shapes or [None]:
+            tag = ",".join(map(str, shape)) if shape else ""
+            sub = out / (f"section_{name}" + (f"_{tag.replace(',', 'x')}" if len(shapes) > 1 else ""))
+            cmd = [sys.executable, __file__, "--only", name, "--out", str(sub)] + (["--quick"] if a.quick else [])
+            cmd += ["--shape", tag] if tag else []
+            cmd += ["--impl", a.impl] if a.impl else []
+            rc = subprocess.run(cmd).returncode
+            res = sub / "bench_kernels.json"
+            if res.exists():
+                got = json.loads(res.read_text())
+                head = head or got["header"]
+                rows += got["rows"]
+                write_results(out, head, rows)
+            if rc:
+                print(f"section {name}{f' shape {tag}' if tag else ''}: exit code {rc} (rows it finished are kept)", flush=True)
+    if len(shapes) > 1 and rows and plot_sweep([out / "bench_kernels.json"], out / "bench_sweep.png"):
+        print(f"wrote {out / 'bench_sweep.png'}", flush=True)
 
 
 def measure_ceilings():
@@ -892,7 +913,8 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated sections to run (default all): " + ", ".join(SECTIONS))
     ap.add_argument("--isolate", action="store_true", help="run each section in its own process (a crash stays local)")
     ap.add_argument("--shape", default="", help="this shape instead of each section's list, as its numbers: e.g. 8,2048,16,64 "
-                    "(B,T,H,D; sections whose shapes have another count of numbers are skipped)")
+                    "(B,T,H,D; sections whose shapes have another count of numbers are skipped). Several, separated by ';', "
+                    "run one process each and draw bench_sweep.png")
     ap.add_argument("--impl", default="", help="comma-separated name fragments: only the implementations whose name "
                     "contains one, e.g. 'BT=16,fla chunk' (default all)")
     ap.add_argument("--plot-sweep", nargs="+", default=[], metavar="JSON", help="only draw each implementation's time "
@@ -908,8 +930,9 @@ def main():
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
         raise SystemExit(f"--only: unknown sections {unknown}; choose from {list(SECTIONS)}")
-    if a.isolate:
-        return run_isolated(a, only or list(SECTIONS))
+    shapes = parse_shapes(a.shape) if a.shape else []
+    if a.isolate or len(shapes) > 1:  # several shapes: one process each, so that each tunes its own tiles
+        return run_isolated(a, only or list(SECTIONS), shapes)
     if not torch.cuda.is_available():
         raise SystemExit("bench_kernels needs a CUDA device")
     torch.manual_seed(0)
@@ -949,7 +972,7 @@ def main():
         try:
             shapes = quick if q else full
             if a.shape:  # the one shape asked for, in the sections whose shapes have as many numbers
-                shapes = [s for s in [tuple(int(x) for x in a.shape.split(","))] if len(s) == len(full[0])]
+                shapes = [s for s in parse_shapes(a.shape) if len(s) == len(full[0])]
             for shape in shapes:
                 fn(bench, P, shape)
         except Exception:  # noqa: BLE001 - one broken section must not hide the others' numbers

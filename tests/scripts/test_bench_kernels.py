@@ -106,6 +106,47 @@ def test_sweep_plot_of_several_saved_runs(tmp_path, capsys):
         bk.plot_sweep([tmp_path / "notes.json"], out)
 
 
+def test_shapes_parse_or_say_what_is_wrong():
+    import pytest
+
+    bk = _bench_module()
+    assert bk.parse_shapes("8,2048,16,64") == [(8, 2048, 16, 64)]
+    assert bk.parse_shapes("1,4096,16,64; 16,2048,16,64") == [(1, 4096, 16, 64), (16, 2048, 16, 64)]
+    for bad in ("8,x,16", "8,,16", "0,16,64", "1,16,64;"):
+        with pytest.raises(SystemExit, match="--shape: .* is not a shape"):
+            bk.parse_shapes(bad)
+
+
+def test_several_shapes_run_one_process_each_and_are_drawn(tmp_path, monkeypatch):
+    import subprocess
+    import types
+
+    import matplotlib.image
+
+    bk = _bench_module()
+    calls = []
+
+    def fake_run(cmd):  # each child "benchmarks" its one shape: a row whose time grows with B
+        calls.append(cmd)
+        out, shape = Path(cmd[cmd.index("--out") + 1]), cmd[cmd.index("--shape") + 1]
+        B = int(shape.split(",")[0])
+        head = {"device": "dev", "date": "2026-12-01T00:00:00", "torch": "t", "triton": "tr", "peers": ["fla"],
+                "hbm_copy_GBps": 1.0, "bf16_matmul_TFLOPs": 1.0}
+        row = {"op": "RWKV-7 prefill fwd", "shape": f"B={B}", "floor_us": 1.0, "ratio_vs_best_peer": 1.0,
+               "impls": {"ours": {"status": "ok", "us": 100.0 * B, "pct_floor": 1.0, "ours": True}}}
+        bk.write_results(out, head, [row])
+        return types.SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="BT=16", shape="")
+    bk.run_isolated(a, ["rwkv_prefill"], bk.parse_shapes("1,4096,16,64;8,2048,16,64"))
+    assert [c[c.index("--shape") + 1] for c in calls] == ["1,4096,16,64", "8,2048,16,64"]
+    assert all("BT=16" in c for c in calls) and (tmp_path / "section_rwkv_prefill_8x2048x16x64").is_dir()
+    merged = json.loads((tmp_path / "bench_kernels.json").read_text())["rows"]
+    assert [r["shape"] for r in merged] == ["B=1", "B=8"]
+    assert matplotlib.image.imread(tmp_path / "bench_sweep.png").shape[0] > 100
+
+
 def test_plot_of_a_file_that_is_not_a_saved_benchmark_says_so(tmp_path):
     import pytest
 
