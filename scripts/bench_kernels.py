@@ -639,6 +639,13 @@ def bench_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
                flops=chunk_matmul_flops(B, T, H, D, D, backward=True))
 
 
+# fla's RWKV7 layer calls chunk_rwkv7 with the log-decay's bound (RWKV-7's w = -exp(·) ≥ -e^-0.5), which licenses
+# its tensor-core scores and chunks of 64 (fla 0.6, ops/generalized_delta_rule/dplr/chunk.py); rwkv_inputs keeps
+# g in [-0.6, 0), inside it. The peer as its own model runs it, beside the default call.
+FLA_RWKV7_BOUND = {"safe_gate": True, "lower_bound": -0.6065306597126334}
+FLA_RWKV7_BOUND_ROW = "fla chunk_rwkv7 (bounded gate, as fla's layer)"
+
+
 def rwkv_inputs(B, T, H, D):
     """RWKV-7-like delta-rule inputs: a = −κ̂, b = κ̂ ⊙ α (κ̂ unit-norm, α ∈ (0, 1)), log-decay in [−0.6, 0)."""
     q, k, v = (torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
@@ -744,8 +751,12 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
         def fla_chunk():
             return fc(q, g, k, v, a, b, scale=1.0, output_final_state=True)
 
+        def fla_chunk_bounded():
+            return fc(q, g, k, v, a, b, scale=1.0, output_final_state=True, **FLA_RWKV7_BOUND)
+
         entries.append(("fla fused_recurrent_rwkv7", fla_rec, lambda: chk(fla_rec), BF16_TOL, False))
         entries.append(("fla chunk_rwkv7", fla_chunk, lambda: chk(fla_chunk), BF16_TOL, False))
+        entries.append((FLA_RWKV7_BOUND_ROW, fla_chunk_bounded, lambda: chk(fla_chunk_bounded), BF16_TOL, False))
     bench.case("RWKV-7 prefill fwd", f"B={B} T={T} H={H} K=V={D}", floor, entries)
 
 
@@ -782,7 +793,9 @@ def bench_rwkv_prefill_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
     if "fla" in P:
         fc = P["fla"]["rwkv7_chunk"]
         fla_fn = lambda q, k, v, g, a, b: fc(q, g, k, v, a, b, scale=1.0)  # noqa: E731
+        fla_bounded = lambda q, k, v, g, a, b: fc(q, g, k, v, a, b, scale=1.0, **FLA_RWKV7_BOUND)  # noqa: E731
         entries.append(("fla chunk_rwkv7", lambda: fb(fla_fn), lambda: chk(fla_fn), BF16_TOL, False))
+        entries.append((FLA_RWKV7_BOUND_ROW, lambda: fb(fla_bounded), lambda: chk(fla_bounded), BF16_TOL, False))
     # reads q, k, v, a, b, do (bf16) and g (fp32) twice (forward, backward), writes o and six gradients
     bench.case("RWKV-7 prefill fwd+bwd", f"B={B} T={T} H={H} K=V={D}", 19 * B * T * H * D * 2 + 3 * B * T * H * D * 4, entries)
 
