@@ -9,8 +9,8 @@ Usage (GPU machine, repo root):
 Ops: ``gla`` (chunk_gla, the default path), ``gla-saved`` / ``gla-plain`` (``save_scores`` True / False: the
 backward from the forward's saved scores, or from the inputs alone), ``gla-rowwise`` (``gla-saved`` with the
 dq/dk kernel's diagonal blocks row by row, as before kernels/NOTES.md 43), ``fla-gla`` (fla's
-chunk_gla, the peer), ``ssd`` (chunk_ssd), ``delta`` (chunk_delta_rule, the chunk left to it), ``delta-16`` /
-``delta-32`` (its chunked forward at that chunk, scores fused into the solve), ``delta-walk`` (its fused-recurrent
+chunk_gla, the peer), ``ssd`` (chunk_ssd), ``delta`` (chunk_delta_rule, the chunk left to it), ``delta-16`` / ``delta-32`` /
+``delta-64`` (its chunked forward at that chunk, scores fused into the solve), ``delta-walk`` (its fused-recurrent
 forward), ``fla-rwkv7`` (fla's chunk_rwkv7, the peer), ``fla-rwkv7-bounded`` (the same with the log-decay's bound,
 as fla's RWKV7 layer calls it: tensor-core scores, chunks of 64). ``--shape`` is B,T,H,D (K = V = D).
 """
@@ -58,7 +58,7 @@ def make_call(op: str, B: int, T: int, H: int, D: int, backward: bool):
     elif op == "ssd":
         g = -F.softplus(torch.randn(B, T, H, device=dev) - 3.0)
         leaves, fn = [q, k, v, g], lambda q, k, v, g: chunk_ssd(q, k, v, g, D**-0.5, None, False)[0]
-    elif op in ("delta", "delta-16", "delta-32", "delta-walk", "fla-rwkv7", "fla-rwkv7-bounded"):
+    elif op in ("delta", "delta-16", "delta-32", "delta-64", "delta-walk", "fla-rwkv7", "fla-rwkv7-bounded"):
         g = -0.6 * torch.rand(B, T, H, D, device=dev)
         kk = F.normalize(torch.randn(B, T, H, D, device=dev), dim=-1)
         a, b = (-kk).to(bf), (kk * torch.rand_like(kk)).to(bf)
@@ -77,7 +77,7 @@ def make_call(op: str, B: int, T: int, H: int, D: int, backward: bool):
             fn = lambda *x: triton_chunk_delta_rule(*x, 1.0, None, False, bt, fuse_scores=True)[0]  # noqa: E731
     else:
         raise SystemExit(f"--op: unknown op {op!r}; choose gla, gla-saved, gla-plain, gla-rowwise, fla-gla, ssd, delta, "
-                         "delta-16, delta-32, delta-walk, fla-rwkv7 or fla-rwkv7-bounded")
+                         "delta-16, delta-32, delta-64, delta-walk, fla-rwkv7 or fla-rwkv7-bounded")
     do = torch.randn(B, T, H, D, device=dev, dtype=bf)
     if backward:
         leaves = [t.detach().requires_grad_() for t in leaves]

@@ -7,7 +7,7 @@ lazily. ``chunk_delta_rule`` runs the *chunked* (UT-transform) forward of ``kern
 when batch·heads are few (prefill, batch 1: the sequential walk over chunks is short and the rest is
 parallel), and the *fused-recurrent* forward of ``kernels.delta_rule.triton_recurrent`` (a sequential walk
 over T, one program per V block and batch·head) when batch·heads fill the GPU on their own
-(:data:`CHUNKED_MAX_BH`, kernels/NOTES.md 28) and no gradient is needed. Training (a gradient to track) always
+(:data:`FUSED_CHUNKED_MAX_BH`, kernels/NOTES.md 28, 52) and no gradient is needed. Training (a gradient to track) always
 takes the chunked pair: its backward (``kernels.delta_rule.triton_chunk_bwd``) is parallel over chunks, where the
 fused-recurrent one (``kernels.delta_rule.triton_recurrent_bwd``) walks T backwards (H200, B = 8 T = 2048 H = 16
 K = 64: 4.5 vs 11.8 ms forward + backward, kernels/NOTES.md 35).
@@ -21,13 +21,9 @@ from torch import Tensor
 from kernels._dispatch import on_input_device, resolve_impl, tracks_grad
 from kernels.delta_rule.naive import naive_chunk_delta_rule, naive_delta_rule_step, naive_recurrent_delta_rule
 
-# Up to this many batch·heads the chunked Triton forward; above, the fused-recurrent one. H200, bf16: B·H = 16
-# chunked 3.3× faster (K = 64, T = 4096), 32 1.2× faster (K = 128), 128 0.70× (K = 64, T = 2048); nothing
-# measured between 32 and 128.
-CHUNKED_MAX_BH = 32
-# With the fused scores (chunk 16 or 32, kernels/NOTES.md 38) the chunked forward is at least as fast up to here:
-# B·H = 128, K = V = 64, T = 2048: 987 µs at chunk 16 and 1226 µs at 32 against the walk's 1260 µs (H200,
-# 2026-12-01). Nothing measured above 128.
+# Up to this many batch·heads the chunked Triton forward (its solve forming the scores, kernels/NOTES.md 38); above,
+# the fused-recurrent one. H200, bf16: B·H = 128, K = V = 64, T = 2048: 987 µs at chunk 16 and 1226 µs at 32
+# against the walk's 1260 µs (2026-12-01); at 256 the walk 1724 µs against 1780 µs at chunk 16 (kernels/NOTES.md 52).
 FUSED_CHUNKED_MAX_BH = 128
 # The chunk length when the caller leaves it open (``chunk_size=None``): the reference's, and the Triton pair's
 # under autograd (fwd + bwd within 3-4 % of chunk 16 at B=8 K=V=64 and B=4 K=V=128, kernels/NOTES.md 47).
@@ -37,6 +33,11 @@ DEFAULT_CHUNK = 32
 # (B=1: 4096), H=16, chunk 16 vs 32 (kernels/NOTES.md 52): K=V=64, B·H = 16 609 vs 522 µs, 32 394 vs 377,
 # 64 561 vs 576, 128 942 vs 1029; K=V=128, B·H = 16 1020 vs 931, 64 1033 vs 1031.
 AUTO_CHUNK_LONG_MAX_BH = 32
+# Forward only at K ≤ 64 and between these batch·heads, chunk 64 with the scores fused into the solve (its inverse
+# tf32, kernels/NOTES.md 53). H200, bf16, T=2048 H=16 K=V=64: B·H = 32 344 vs 377 µs (chunk 32), 64 529 vs 562
+# (chunk 16); at 128 a tie (935 vs 936), at 256 slower (1840 vs 1765); at K=V=128, B·H = 64, slower (1186 vs 1035).
+# Below 32 not measured.
+AUTO_CHUNK_64 = (32, 64)
 
 __all__ = [
     "auto_chunk_size", "chunk_delta_rule", "delta_rule_step", "naive_chunk_delta_rule", "naive_recurrent_delta_rule",
@@ -44,10 +45,15 @@ __all__ = [
 ]
 
 
-def auto_chunk_size(batch_heads: int, grad: bool) -> int:
-    """The Triton path's chunk length for ``chunk_size=None``: :data:`DEFAULT_CHUNK` under autograd and up to
-    :data:`AUTO_CHUNK_LONG_MAX_BH` batch·heads, 16 for wider forward-only calls."""
-    return DEFAULT_CHUNK if grad or batch_heads <= AUTO_CHUNK_LONG_MAX_BH else 16
+def auto_chunk_size(batch_heads: int, grad: bool, head_dim: int) -> int:
+    """The Triton path's chunk length for ``chunk_size=None``: :data:`DEFAULT_CHUNK` under autograd; forward only,
+    64 at ``head_dim`` (K) ≤ 64 within :data:`AUTO_CHUNK_64` batch·heads, else :data:`DEFAULT_CHUNK` up to
+    :data:`AUTO_CHUNK_LONG_MAX_BH` batch·heads and 16 above."""
+    if grad:
+        return DEFAULT_CHUNK
+    if head_dim <= 64 and AUTO_CHUNK_64[0] <= batch_heads <= AUTO_CHUNK_64[1]:
+        return 64
+    return DEFAULT_CHUNK if batch_heads <= AUTO_CHUNK_LONG_MAX_BH else 16
 
 
 @on_input_device
@@ -70,19 +76,18 @@ def chunk_delta_rule(
     ``None`` lets the call pick: :func:`auto_chunk_size` on the Triton path, :data:`DEFAULT_CHUNK` on the reference.
 
     ``impl="triton"`` runs Triton kernels: chunked (forward and backward) with ``chunk_size`` 16, 32 or 64 when a
-    gradient is tracked or batch·heads are at most :data:`CHUNKED_MAX_BH` (:data:`FUSED_CHUNKED_MAX_BH` at chunk 16
-    or 32), fused-recurrent otherwise. At chunk 16 or 32 the chunked forward forms the scores in its solve
+    gradient is tracked or batch·heads are at most :data:`FUSED_CHUNKED_MAX_BH`, fused-recurrent otherwise. The
+    chunked forward forms the scores in its solve
     (``fuse_scores``; H200, B=8 T=2048 H=16 K=V=64: forward 1258 → 987 µs, forward + backward 2854 → 2593 µs).
     """
     if resolve_impl(impl, q, "chunk_delta_rule") == "triton":
-        from kernels.delta_rule.triton_chunk import CHUNKS, FUSED_CHUNKS, triton_chunk_delta_rule
+        from kernels.delta_rule.triton_chunk import CHUNKS, triton_chunk_delta_rule
         from kernels.delta_rule.triton_recurrent import triton_fused_recurrent_delta_rule
 
         grad, bh = tracks_grad(q, k, v, g, a, b, initial_state), q.shape[0] * q.shape[2]
-        chunk = auto_chunk_size(bh, grad) if chunk_size is None else chunk_size
-        fuse = chunk in FUSED_CHUNKS
-        if chunk in CHUNKS and (grad or bh <= (FUSED_CHUNKED_MAX_BH if fuse else CHUNKED_MAX_BH)):
-            return triton_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk, fuse_scores=fuse)
+        chunk = auto_chunk_size(bh, grad, q.shape[-1]) if chunk_size is None else chunk_size
+        if chunk in CHUNKS and (grad or bh <= FUSED_CHUNKED_MAX_BH):
+            return triton_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk, fuse_scores=True)
         return triton_fused_recurrent_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk)
     chunk = DEFAULT_CHUNK if chunk_size is None else chunk_size
     return naive_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk)

@@ -45,7 +45,9 @@ Precision: everything that feeds the sequential walk (the scores, ``L``, ``Ã``,
 fp32 in registers and in memory, since an error there enters the state and is carried to every later
 chunk. With fp32 inputs every product is IEEE fp32 (matches the reference to ~1e-6); otherwise the scores'
 small products stay IEEE (fewer registers than tf32 MMA at 16 × 16) and the solve and walk use tf32 on fp32
-tiles. Only what the output alone reads (``q_eff``, ``P``, ``h``) is stored in the inputs' dtype, whose
+tiles (at chunk 64 the fused solve's inverse too, NOTES 53). ``walk_dtype`` (opt-in, forward only) stores Ã,
+b_out and k_eff in the inputs' 16-bit dtype instead. Only what the output alone reads (``q_eff``, ``P``, ``h``) is
+stored in the inputs' dtype, whose
 products then use tensor cores in that dtype, as the GLA and SSD output kernels do. No factor is ever ``exp``
 of more than ``FACTORED_RANGE`` (for ``g ≤ 0``; the factored diagonal blocks' column factors are the only
 positive exponents), so strong decays stay finite.
@@ -79,7 +81,10 @@ from kernels.gla.triton_chunk import _dot, prepare_inputs
 __all__ = ["triton_chunk_delta_rule", "chunk_delta_rule_fwd", "CHUNKS", "MAX_K"]
 
 CHUNKS = (16, 32, 64)  # the chunk lengths BT the kernels take; (I + X)(I + X²) covers up to 4 sub-chunks
-FUSED_CHUNKS = (16, 32)  # those the solve may form the scores for itself (fuse_scores)
+# those the solve may form the scores for itself (fuse_scores). At 64 its inverse takes tf32 products for 16-bit
+# inputs: with IEEE ones it spilled 3-10 KB per thread on sm_90, with tf32 BK = 16 at 8 warps compiles to 255
+# registers and no spills (scripts/ptxas_report.py delta_chunk_fwd, kernels/NOTES.md 53)
+FUSED_CHUNKS = (16, 32, 64)
 SUB_CHUNK = 16
 MAX_K = 256  # the state walk holds all of K in one program
 # The largest decay range (max over K of G at a sub-chunk's reference row minus G at its last row) for which its
@@ -156,8 +161,9 @@ _gpu_configs, _configs, _by_precision = _TABLE.gpu_configs, _TABLE.configs, _TAB
 
 
 @triton.jit
-def _unit_lower_inverse(A, BC: tl.constexpr):
-    """``(I − A)⁻¹`` of a strictly lower ``[BC, BC]`` fp32 tile (BC = 16, 32 or 64; IEEE products). Its 4 × 4
+def _unit_lower_inverse(A, BC: tl.constexpr, TF32: tl.constexpr = False):
+    """``(I − A)⁻¹`` of a strictly lower ``[BC, BC]`` fp32 tile (BC = 16, 32 or 64; IEEE products, or tf32 ones with
+    ``TF32``). Its 4 × 4
     diagonal blocks ``D⁻¹`` by forward substitution, all at once (``L_r = e_r + Σ_{j<r} A_rj L_j``, rows ``j < r``
     final when row ``r`` is formed: 3 dependent steps rather than BC − 1), then across blocks
     ``… (I + X⁴)(I + X²)(I + X) D⁻¹``, ``X = D⁻¹ N`` with ``N`` the part of ``A`` left of the diagonal blocks
@@ -172,13 +178,13 @@ def _unit_lower_inverse(A, BC: tl.constexpr):
         # row r of every block, each in its own block's columns; D is block diagonal, so one product serves all four
         a_r = tl.sum(tl.where(sel, A_d, 0.0), axis=0)
         D = tl.where(sel & same, D + tl.sum(a_r[:, None] * D, axis=0)[None, :], D)
-    X = tl.dot(D, tl.where(cols // 4 < rows // 4, A, 0.0), input_precision="ieee")
-    L = D + tl.dot(X, D, input_precision="ieee")
+    X = _dot(D, tl.where(cols // 4 < rows // 4, A, 0.0), not TF32)
+    L = D + _dot(X, D, not TF32)
     Xp = X
     for i in tl.static_range(3):
         if BC > (8 << i):  # X^(2^(i+1)) ≠ 0
-            Xp = tl.dot(Xp, Xp, input_precision="ieee")
-            L = L + tl.dot(Xp, L, input_precision="ieee")
+            Xp = _dot(Xp, Xp, not TF32)
+            L = L + _dot(Xp, L, not TF32)
     return L
 
 
@@ -423,7 +429,9 @@ def _delta_rule_chunk_solve(
         # else read as the split path reads them
         if _chunk_decay_range(G, (i_b * TP + i_n * BT + BT - 1) * H + i_h, K, BK) <= FACTORED_RANGE:
             b_Aab, b_Aak, b_Qb, b_Qk = _chunk_scores(q, k, a, b, G, row_x, m_t, row_g, o_t > 0, H, K, BT, BK, IS_FP32)
-            b_L = _unit_lower_inverse(tl.where(cols < rows, b_Aab, 0.0), BT)
+            # at BT = 64 the inverse's eight [64, 64] products in tf32 for 16-bit inputs (IEEE spills; the split path's
+            # assembly across sub-chunks is tf32 too)
+            b_L = _unit_lower_inverse(tl.where(cols < rows, b_Aab, 0.0), BT, TF32=BT == 64 and not IS_FP32)
             b_Aak = tl.where(lower & (cols < rows), b_Aak, 0.0)
             b_Qb = tl.where(lower, b_Qb, 0.0)
             b_Qk = tl.where(lower, b_Qk, 0.0)
@@ -456,8 +464,8 @@ def _delta_rule_chunk_solve(
         decay = tl.exp(b_Gl[None, :] - b_G)
         b_bo = b_b * decay
         p_o = row_o[:, None] * K + o_k[None, :]
-        tl.store(Bo + p_o, b_bo, mask=m_k[None, :])
-        tl.store(Ke + p_o, _dot(b_Mt, b_bo, IS_FP32) + b_k * decay, mask=m_k[None, :])
+        tl.store(Bo + p_o, b_bo.to(Bo.dtype.element_ty), mask=m_k[None, :])
+        tl.store(Ke + p_o, (_dot(b_Mt, b_bo, IS_FP32) + b_k * decay).to(Ke.dtype.element_ty), mask=m_k[None, :])
     if not FUSED:  # loaded only now: two [BT, BT] matrices fewer live across the loop above
         b_Qb = tl.load(Q_b + p_sq, mask=lower, other=0.0)
         b_Qk = tl.load(Q_k + p_sq, mask=lower, other=0.0)
@@ -474,7 +482,7 @@ def _delta_rule_chunk_solve(
         b_Gx = tl.load(G + (row_g[:, None] - H) * K + o_k[None, :], mask=(o_t[:, None] > 0) & m_k[None, :], other=0.0)
         b_ae = b_a * tl.exp(b_Gx)
         p_o = row_o[:, None] * K + o_k[None, :]
-        tl.store(Ae + p_o, _dot(b_L, b_ae, IS_FP32), mask=m_k[None, :])
+        tl.store(Ae + p_o, _dot(b_L, b_ae, IS_FP32).to(Ae.dtype.element_ty), mask=m_k[None, :])
         b_qe = (b_q * tl.exp(b_G) + _dot(b_QL, b_ae, IS_FP32)) * scale
         tl.store(Qe + p_o, b_qe.to(Qe.dtype.element_ty), mask=m_k[None, :])
 
@@ -513,8 +521,10 @@ def _delta_rule_chunk_states(
         b_ke = tl.load(Ke + row_o[None, :] * K + o_k[:, None], mask=m_k[:, None], other=0.0)
         b_v = tl.load(v + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], mask=(t[:, None] < T) & m_v[None, :], other=0.0)
         b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
-        b_u = _dot(b_At, b_s, IS_FP32)  # u − W = Ã S
-        b_s = b_s * tl.exp(b_Gl)[:, None] + _dot(b_bo, b_u, IS_FP32) + _dot(b_ke, b_v.to(tl.float32), IS_FP32)
+        # Ã S and k_effᵀ v in the operands' dtype: fp32 (tf32 or IEEE products), or the 16-bit one of a lean walk
+        # (chunk_delta_rule_fwd's walk_dtype), whose b_outᵀ u stays tf32 as the state's own update
+        b_u = _dot(b_At, b_s.to(b_At.dtype), IS_FP32)  # u − W = Ã S
+        b_s = b_s * tl.exp(b_Gl)[:, None] + _dot(b_bo.to(tl.float32), b_u, IS_FP32) + _dot(b_ke, b_v.to(b_ke.dtype), IS_FP32)
     if STORE_FINAL:
         tl.store(hT + i_bh.to(tl.int64) * K * V + p_kv, b_s, mask=m_kv)
 
@@ -566,8 +576,15 @@ def chunk_delta_rule_fwd(
     chunk_size: int = 32,
     saved: dict | None = None,
     fuse_scores: bool = False,
+    walk_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """The forward launches alone (no autograd). Arguments and returns as :func:`triton_chunk_delta_rule`.
+
+    ``walk_dtype``: the dtype of what the state walk reads per chunk (Ã, b̄, k_eff) and so of two of its three
+    products: fp32 (``None``, the default) or, forward only, the inputs' 16-bit dtype (a *lean walk*, as fla's walk
+    reads its w, kg and bg). The state itself is fp32 either way. The lean walk is opt-in: on the H200 it took the
+    forward at B=4 T=2048 H=16 K=V=128 from 1035 to 740 µs (chunk 64, fused scores), but the split chunk-64 path
+    at K=V=64 and T=2048 hit an illegal memory access there that is not yet explained (kernels/NOTES.md 53).
 
     ``saved``: a dict that receives what the chunked backward (:mod:`kernels.delta_rule.triton_chunk_bwd`) reads:
     ``G``, ``L``, ``M``, ``Q_b``, ``Ae`` (Ã), ``Bo`` (b̄), ``Ke``, ``Qe``, ``P``, ``h`` and the chunk length ``BT``.
@@ -579,11 +596,6 @@ def chunk_delta_rule_fwd(
         raise ValueError(f"chunk_delta_rule: K={K} > {MAX_K}; the state walk holds all of K in one program")
     if chunk_size not in CHUNKS:
         raise ValueError(f"chunk_delta_rule: chunk_size={chunk_size}; the Triton kernels take one of {CHUNKS}")
-    if fuse_scores and chunk_size not in FUSED_CHUNKS:
-        raise ValueError(
-            f"chunk_delta_rule: fuse_scores needs chunk_size in {FUSED_CHUNKS}, got {chunk_size} (at 64 the fused "
-            "solve spills 3-10 KB of registers per thread on sm_90: scripts/ptxas_report.py delta_chunk_fwd)"
-        )
     if initial_state is not None and initial_state.shape != (B, H, K, V):
         raise ValueError(f"chunk_delta_rule: initial_state {tuple(initial_state.shape)} must be [B, H, K, V] = {(B, H, K, V)}")
     out_dtype = v.dtype
@@ -600,7 +612,12 @@ def chunk_delta_rule_fwd(
     o = torch.empty(B, T, H, V, device=dev, dtype=out_dtype)
     G = pad_time(g.float(), TP - T).reshape(B, NT, BT, H, K).cumsum(2).view(B, TP, H, K)
     A_ab, A_ak, Q_b, Q_k = torch.empty(4, BH, NT, BT, BT, device=dev, dtype=f32).unbind(0)
-    Ae, Bo, Ke = torch.empty(3, BH, TP, K, device=dev, dtype=f32).unbind(0)
+    walk_dtype = f32 if walk_dtype is None else walk_dtype
+    if walk_dtype not in (f32, q.dtype):
+        raise ValueError(f"chunk_delta_rule: walk_dtype={walk_dtype}; take torch.float32 or the inputs' {q.dtype}")
+    if saved is not None and walk_dtype != f32:
+        raise ValueError(f"chunk_delta_rule: walk_dtype={walk_dtype} with saved: the backward reads Ã, b̄ and k_eff in fp32")
+    Ae, Bo, Ke = torch.empty(3, BH, TP, K, device=dev, dtype=walk_dtype).unbind(0)
     Qe = torch.empty(BH, TP, K, device=dev, dtype=q.dtype)
     P = torch.empty(BH, NT, BT, BT, device=dev, dtype=q.dtype)
     h = torch.empty(BH, NT, K, V, device=dev, dtype=q.dtype)
@@ -654,9 +671,9 @@ def triton_chunk_delta_rule(
             default); False recomputes them through the reference :func:`naive_chunk_delta_rule` under autograd
             (slower, for cross-checks).
         fuse_scores: the solve forms the scores of each chunk whose decay range is within ``FACTORED_RANGE``
-            itself, as whole-chunk products, and the scores kernel skips those chunks (an experiment beside the
-            default split: one fewer write and read of four ``[BT, BT]`` fp32 matrices per chunk; NOTES 38).
-            ``chunk_size`` 16 or 32.
+            itself, as whole-chunk products, and the scores kernel skips those chunks (one fewer write and read of
+            four ``[BT, BT]`` fp32 matrices per chunk; NOTES 38). At ``chunk_size`` 64 its inverse is tf32 for
+            16-bit inputs (NOTES 53).
     Returns:
         o ``[B, T, H, V]`` in v's dtype, final state ``[B, H, K, V]`` fp32 (or None).
     """

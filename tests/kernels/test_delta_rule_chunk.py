@@ -142,8 +142,6 @@ def test_rejects_bad_arguments(device):
         chunk_delta_rule_fwd(big, big, v, big, big, big)
     with pytest.raises(ValueError, match="chunk_size=8"):
         chunk_delta_rule_fwd(q, k, v, g, a, b, chunk_size=8)
-    with pytest.raises(ValueError, match="fuse_scores needs chunk_size in"):
-        triton_chunk_delta_rule(q, k, v, g, a, b, chunk_size=64, fuse_scores=True)
     with pytest.raises(ValueError, match="initial_state"):
         chunk_delta_rule_fwd(q, k, v, g, a, b, initial_state=torch.zeros(1, 1, 12, 21, device=device))
     with pytest.raises(ValueError, match="b "):
@@ -152,30 +150,34 @@ def test_rejects_bad_arguments(device):
         triton_chunk_delta_rule(q, k, v[:, :3], g, a, b)
 
 
-@pytest.mark.parametrize("B,H,chunk_size,grad,want", [
-    (2, 16, 32, False, "chunk fused"), (1, 33, 32, False, "chunk fused"), (8, 16, 16, False, "chunk fused"),
-    (1, 129, 32, False, "recurrent"), (1, 33, 64, False, "recurrent"), (2, 16, 64, False, "chunk"),
-    (1, 2, 8, False, "recurrent"), (1, 129, 32, True, "chunk fused"), (1, 33, 64, True, "chunk"),
-    (1, 2, 16, True, "chunk fused"), (1, 2, 8, True, "recurrent"),
-    # chunk_size=None: 32 under autograd and up to 32 batch·heads, else 16 (auto_chunk_size)
-    (2, 16, None, False, "chunk fused 32"), (4, 16, None, False, "chunk fused 16"), (8, 16, None, False, "chunk fused 16"),
-    (8, 16, None, True, "chunk fused 32"), (1, 129, None, False, "recurrent 16"), (1, 129, None, True, "chunk fused 32"),
+@pytest.mark.parametrize("B,H,K,chunk_size,grad,want", [
+    (2, 16, 4, 32, False, "chunk fused"), (1, 33, 4, 32, False, "chunk fused"), (8, 16, 4, 16, False, "chunk fused"),
+    (1, 129, 4, 32, False, "recurrent"), (1, 33, 4, 64, False, "chunk fused"), (2, 16, 4, 64, False, "chunk fused"),
+    (1, 129, 4, 64, False, "recurrent"), (1, 2, 4, 8, False, "recurrent"), (1, 129, 4, 32, True, "chunk fused"),
+    (1, 33, 4, 64, True, "chunk fused"), (1, 2, 4, 16, True, "chunk fused"), (1, 2, 4, 8, True, "recurrent"),
+    # chunk_size=None: 32 under autograd; forward only, 64 at K ≤ 64 from 32 to 64 batch·heads, else 32 up to 32
+    # batch·heads and 16 above (auto_chunk_size)
+    (1, 16, 64, None, False, "chunk fused 32"), (2, 16, 64, None, False, "chunk fused 64"),
+    (4, 16, 64, None, False, "chunk fused 64"), (4, 16, 128, None, False, "chunk fused 16"),
+    (2, 16, 128, None, False, "chunk fused 32"), (8, 16, 64, None, False, "chunk fused 16"),
+    (8, 16, 64, None, True, "chunk fused 32"), (1, 129, 4, None, False, "recurrent 16"),
+    (1, 129, 4, None, True, "chunk fused 32"),
 ])
-def test_dispatch_by_batch_heads(B, H, chunk_size, grad, want, monkeypatch):
-    """``chunk_delta_rule(impl="triton")`` takes the chunked pair when a gradient is tracked or up to ``CHUNKED_MAX_BH``
-    batch·heads (``FUSED_CHUNKED_MAX_BH`` at the chunk lengths whose solve forms the scores, which it then does),
-    with a chunk length it supports, and the fused-recurrent walk otherwise."""
+def test_dispatch_by_batch_heads(B, H, K, chunk_size, grad, want, monkeypatch):
+    """``chunk_delta_rule(impl="triton")`` takes the chunked pair (its solve forming the scores) when a gradient is
+    tracked or up to ``FUSED_CHUNKED_MAX_BH`` batch·heads, with a chunk length it supports, and the fused-recurrent
+    walk otherwise."""
     import kernels.delta_rule as dr
     from kernels.delta_rule import triton_recurrent
 
-    assert (dr.CHUNKED_MAX_BH, dr.FUSED_CHUNKED_MAX_BH) == (32, 128)
+    assert dr.FUSED_CHUNKED_MAX_BH == 128
     took = []
     def chose(name):  # what was taken, with the chunk length where the case leaves it open
         return lambda *a, fuse_scores=False: took.append(name + " fused" * fuse_scores + f" {a[-1]}" * (chunk_size is None))
 
     monkeypatch.setattr(chunk, "triton_chunk_delta_rule", chose("chunk"))
     monkeypatch.setattr(triton_recurrent, "triton_fused_recurrent_delta_rule", chose("recurrent"))
-    x = torch.zeros(B, 3, H, 4, requires_grad=grad)
+    x = torch.zeros(B, 3, H, K, requires_grad=grad)
     dr.chunk_delta_rule(x, x, x, x, x, x, chunk_size=chunk_size, impl="triton")
     assert took == [want]
 
@@ -230,6 +232,27 @@ def test_every_gpu_config_in_bounds(run, chunk_size):
     guards.check(", ".join(f"{kernel.base_fn.__name__} {cfg.kwargs}" for kernel, cfg in run))
     assert_close("o", o, o_ref, FP32_TOL)
     assert_close("final", hT, h_ref, FP32_TOL)
+
+
+@pytest.mark.parametrize("chunk_size", [16, 64])
+def test_lean_walk(chunk_size, device):
+    """``walk_dtype`` = the 16-bit inputs' dtype: the walk on operands of that dtype (Ã, b̄, k_eff stored so; the
+    state fp32), against the fp32 reference on the same rounded inputs and against the default fp32 walk, within
+    bf16 rounding; and the dtype rules. bf16 on a GPU; fp16 under the interpreter, whose bf16 products are wrong
+    (rel err ~1e10 there with or without the lean walk; fp16 ones are numpy's)."""
+    B, T, H, K, V = 2, 2 * chunk_size + 5, 2, 12, 20
+    dtype, other = (torch.bfloat16, torch.float16) if device.type == "cuda" else (torch.float16, torch.bfloat16)
+    q, k, v, g, a, b, h0 = (t.detach() for t in _inputs(B, T, H, K, V, True, device, dtype))
+    o_ref, h_ref = naive_recurrent_delta_rule(*(t.float() for t in (q, k, v, g, a, b)), SCALE, h0)
+    lean = chunk_delta_rule_fwd(q, k, v, g, a, b, SCALE, h0, True, chunk_size, fuse_scores=True, walk_dtype=dtype)
+    full = chunk_delta_rule_fwd(q, k, v, g, a, b, SCALE, h0, True, chunk_size, fuse_scores=True)
+    for name, x, y in (("o", lean[0], o_ref), ("final", lean[1], h_ref), ("o vs fp32 walk", lean[0], full[0])):
+        assert_close(name, x.float(), y.float(), 2e-2)
+    assert lean[1].dtype == torch.float32
+    with pytest.raises(ValueError, match=f"walk_dtype={other}"):
+        chunk_delta_rule_fwd(q, k, v, g, a, b, walk_dtype=other)
+    with pytest.raises(ValueError, match="the backward reads"):
+        chunk_delta_rule_fwd(q, k, v, g, a, b, saved={}, walk_dtype=dtype)
 
 
 @pytest.mark.parametrize("chunk_size", chunk.FUSED_CHUNKS)

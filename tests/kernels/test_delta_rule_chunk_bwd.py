@@ -137,7 +137,7 @@ def test_diagonal_blocks_either_way(regime, chunk_size, device):
     _compare(tri, _run(naive_recurrent_delta_rule, inputs, do, dhT), FP32_TOL, looser=("dg",))
 
 
-@pytest.mark.parametrize("chunk_size", [16, 32])
+@pytest.mark.parametrize("chunk_size", [16, 32, 64])
 @pytest.mark.parametrize("regime", ["weak", "alternate_chunks", "strong"])
 def test_fused_scores(regime, chunk_size, device):
     """``fuse_scores``: the solve forms a chunk's scores itself (whole-chunk products, the inverse in registers)
@@ -256,7 +256,7 @@ def test_backward_full_shape_gpu(B, T, H, K, V, chunk_size, dtype, tol):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("B,T,H,K", [(1, 500, 4, 64), (4, 203, 8, 128)])
-@pytest.mark.parametrize("chunk_size", [16, 32])
+@pytest.mark.parametrize("chunk_size", [16, 32, 64])
 @pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, BF16_TOL), (torch.float32, FP32_TOL)])
 def test_fused_scores_full_shape_gpu(B, T, H, K, chunk_size, dtype, tol):
     """``fuse_scores`` at full shapes, every config autotuned: forward and backward (tf32 whole-chunk products for
