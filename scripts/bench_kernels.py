@@ -8,6 +8,11 @@ HBM floor (fewest bytes / copy bandwidth measured in this run) over the measured
 
 Usage (GPU machine): ``python scripts/bench_kernels.py --out $OUT`` → prints the tables, writes
 ``bench_kernels.md`` and ``bench_kernels.json`` under ``--out``. ``--quick`` runs a few shapes.
+
+A device fault (an illegal memory access) in one entry loses the process's CUDA context, and every later call would
+fail with it: the entry is recorded as faulting, the rows so far are saved, and the process exits with
+``POISONED_EXIT``. With ``--isolate`` or several ``--shape`` shapes (one process per section and shape) the shape
+then goes on in a fresh process past the recorded entries (``--resume``), so one fault costs one entry.
 """
 
 from __future__ import annotations
@@ -109,14 +114,34 @@ def chunk_matmul_flops(B: int, T: int, H: int, K: int, V: int, backward: bool = 
     return B * H * -(-T // C) * per_chunk
 
 
+# A child's exit code when a device fault (an illegal address, say) lost its CUDA context: every later call of that
+# process fails with the same error, so run_isolated resumes the shape in a fresh process, past what was recorded.
+POISONED_EXIT = 3
+MAX_RESUMES = 8  # fresh processes per shape after such faults (each records at least the entry that faulted)
+
+
+class ContextPoisoned(RuntimeError):
+    """An implementation's call reported a device fault: the process's CUDA context is lost."""
+
+
+def poisons_context(e: BaseException) -> bool:
+    """Whether ``e`` is a device-side fault, after which every CUDA call of the process fails (torch raises
+    AcceleratorError, Triton's launcher a RuntimeError naming the CUDA error)."""
+    text = f"{type(e).__name__}: {e}"
+    faults = ("illegal memory access", "illegal instruction", "misaligned address", "unspecified launch failure")
+    return type(e).__name__ == "AcceleratorError" or any(f in text for f in faults)
+
+
 class Bench:
     def __init__(self, bw: float, out: Path | None = None, head: dict | None = None, flops: float | None = None,
-                 impls: tuple[str, ...] = ()):
+                 impls: tuple[str, ...] = (), resume: list | None = None):
         self.bw = bw  # bytes / s
         self.flops = flops  # bf16 matmul FLOP / s
         self.rows = []
         self.out, self.head = out, head
         self.impls = impls  # run only implementations whose name contains one of these (all when empty)
+        # rows of an earlier process of the same run (--resume): their entries are kept, not run again
+        self.resumed = {(r["op"], r["shape"]): r for r in resume or []}
 
     def save(self):
         """Write bench_kernels.json / .md now (after every row: a run stopped by its time limit keeps its rows)."""
@@ -138,14 +163,19 @@ class Bench:
         row = {"op": op, "shape": shape, "floor_us": floor_bytes / self.bw * 1e6, "impls": {}}
         if flops and self.flops:
             row["matmul_floor_us"] = flops / self.flops * 1e6
+        done = self.resumed.pop((op, shape), {"impls": {}})["impls"]
         for name, run, check, tol, ours in entries:
             if self.impls and not any(x in name for x in self.impls):
+                continue
+            if name in done:  # measured (or failed) in an earlier process of this run
+                row["impls"][name] = done[name]
                 continue
             t0 = time.perf_counter()
             try:
                 err = check()
             except Exception as e:  # noqa: BLE001 - a peer that cannot run this shape is reported, not fatal
                 row["impls"][name] = {"status": f"error: {type(e).__name__}: {str(e)[:120]}", "ours": ours}
+                self._stop_if_poisoned(e, row, name)
                 continue
             if not (err <= tol):
                 row["impls"][name] = {"status": f"FAILED check (rel err {err:.2e} > {tol:.0e})", "ours": ours}
@@ -154,6 +184,7 @@ class Bench:
                 t = self.time(run, graph)
             except Exception as e:  # noqa: BLE001 - e.g. a peer that cannot be graph-captured
                 row["impls"][name] = {"status": f"timing error: {type(e).__name__}: {str(e)[:100]}", "ours": ours}
+                self._stop_if_poisoned(e, row, name)
                 continue
             row["impls"][name] = {"status": "ok", "err": err, "us": t * 1e6, "ours": ours,
                                   "pct_floor": 100 * floor_bytes / self.bw / t}
@@ -162,6 +193,16 @@ class Bench:
                   f"took {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
             if "matmul_floor_us" in row:
                 row["impls"][name]["pct_matmul"] = row["matmul_floor_us"] / (t * 1e6) * 100
+        self._finish(row)
+
+    def _stop_if_poisoned(self, e: BaseException, row: dict, name: str) -> None:
+        """After a device fault: keep the row so far (the faulting entry recorded as such) and stop the process's
+        benchmarking (:class:`ContextPoisoned`); the entry named is the one whose call reported the fault."""
+        if poisons_context(e):
+            self._finish(row)
+            raise ContextPoisoned(f"{row['op']} {row['shape']}: {name}") from e
+
+    def _finish(self, row: dict) -> None:
         ours = [v["us"] for v in row["impls"].values() if v["ours"] and v["status"] == "ok"]
         theirs = [v["us"] for v in row["impls"].values() if not v["ours"] and v["status"] == "ok"]
         row["ratio_vs_best_peer"] = (min(theirs) / min(ours)) if ours and theirs else None
@@ -337,8 +378,14 @@ def run_isolated(a, sections: list[str], shapes: list[tuple[int, ...]]) -> None:
             cmd = [sys.executable, __file__, "--only", name, "--out", str(sub)] + (["--quick"] if a.quick else [])
             cmd += ["--shape", tag] if tag else []
             cmd += ["--impl", a.impl] if a.impl else []
-            rc = subprocess.run(cmd).returncode
             res = sub / "bench_kernels.json"
+            rc = subprocess.run(cmd).returncode
+            for attempt in range(MAX_RESUMES):  # a device fault lost the child's CUDA context: go on in a fresh one
+                if rc != POISONED_EXIT or not res.exists():
+                    break
+                print(f"section {name}{f' shape {tag}' if tag else ''}: a device fault ended the process; resuming "
+                      f"past the entries it recorded ({attempt + 1} of at most {MAX_RESUMES})", flush=True)
+                rc = subprocess.run(cmd + ["--resume", str(res)]).returncode
             if res.exists():
                 got = json.loads(res.read_text())
                 head = head or got["header"]
@@ -721,8 +768,8 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
     def ours():
         return fused_recurrent_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True)
 
-    def chunked(bt, fuse=False):
-        return lambda: chunk_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True, bt, fuse_scores=fuse)
+    def chunked(bt, fuse=False, walk_dtype=None):
+        return lambda: chunk_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True, bt, fuse_scores=fuse, walk_dtype=walk_dtype)
 
     def chk(fn):
         o, s = fn()
@@ -732,15 +779,19 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
     entries = [(f"ours chunked BT={bt}", chunked(bt), lambda bt=bt: chk(chunked(bt)), BF16_TOL, True) for bt in (16, 32, 64)]
     # fuse_scores: the solve forms each chunk's scores itself (kernels/NOTES.md 38)
     entries += [(f"ours chunked BT={bt} fused", chunked(bt, True), lambda bt=bt: chk(chunked(bt, True)), BF16_TOL, True)
-                for bt in (16, 32)]
+                for bt in (16, 32, 64)]
     for bt in (16, 32):
         entries += size_class_row(chunked(bt, True), lambda bt=bt: chk(chunked(bt, True)), f"ours chunked BT={bt} fused")
+    # the walk's operands in bf16 (opt-in, kernels/NOTES.md 53)
+    bf = torch.bfloat16
+    entries += [(f"ours chunked BT={bt} fused, lean walk", chunked(bt, True, bf), lambda bt=bt: chk(chunked(bt, True, bf)),
+                 BF16_TOL, True) for bt in (16, 64)]
     entries.append(("ours fused_recurrent", ours, lambda: chk(ours), BF16_TOL, True))
 
     def dispatched():  # what a student's no-grad prefill runs: the public op, chunk length left to it
         return chunk_delta_rule(q, k, v, g, a, b, 1.0, None, True, impl="triton")
 
-    auto = f"ours chunk_delta_rule (chunk {auto_chunk_size(B * H, False)})"
+    auto = f"ours chunk_delta_rule (chunk {auto_chunk_size(B * H, False, D)})"
     entries.append((auto, dispatched, lambda: chk(dispatched), BF16_TOL, True))
     if "fla" in P:
         fr, fc = P["fla"]["rwkv7_recurrent"], P["fla"]["rwkv7_chunk"]
@@ -761,7 +812,7 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
 
 
 def bench_rwkv_prefill_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
-    """Delta-rule (RWKV-7) forward + backward: our chunked pair (chunks of 16, 32 and 64; 16 and 32 also with
+    """Delta-rule (RWKV-7) forward + backward: our chunked pair (chunks of 16, 32 and 64, each also with
     ``fuse_scores``), our fused-recurrent pair and fla's chunk_rwkv7, all on the same values."""
     B, T, H, D = shape
     q, k, v, g, a, b, _, _ = rwkv_inputs(B, T, H, D)
@@ -785,7 +836,7 @@ def bench_rwkv_prefill_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
     entries = [(f"ours chunked BT={bt}", lambda bt=bt: fb(chunked(bt)), lambda bt=bt: chk(chunked(bt)), BF16_TOL, True)
                for bt in (16, 32, 64)]
     entries += [(f"ours chunked BT={bt} fused", lambda bt=bt: fb(chunked(bt, True)), lambda bt=bt: chk(chunked(bt, True)),
-                 BF16_TOL, True) for bt in (16, 32)]
+                 BF16_TOL, True) for bt in (16, 32, 64)]
     for bt in (16, 32):
         entries += size_class_row(lambda bt=bt: fb(chunked(bt, True)), lambda bt=bt: chk(chunked(bt, True)),
                                   f"ours chunked BT={bt} fused")
@@ -933,6 +984,9 @@ def main():
     ap.add_argument("--plot-sweep", nargs="+", default=[], metavar="JSON", help="only draw each implementation's time "
                     "against the shapes of several saved runs (e.g. one --shape each, in the order given; no GPU needed)")
     ap.add_argument("--sweep-out", default="sweep.png", help="where --plot-sweep writes its figure")
+    ap.add_argument("--resume", default="", metavar="JSON", help="a bench_kernels.json of an earlier process of this run: "
+                    "its entries are kept and not run again (how a run goes on after a device fault; exit code "
+                    f"{POISONED_EXIT} says a process ended on one)")
     a = ap.parse_args()
     if a.plot:
         return plot_saved(Path(a.plot))
@@ -960,7 +1014,8 @@ def main():
         "peers": sorted(P), "hbm_copy_GBps": bw / 1e9, "bf16_matmul_TFLOPs": flops / 1e12,
     }
     print(json.dumps(head), flush=True)
-    bench = Bench(bw, Path(a.out), head, flops, impls=tuple(x for x in a.impl.split(",") if x))
+    resume = _load_saved(Path(a.resume), "--resume")[1] if a.resume else None
+    bench = Bench(bw, Path(a.out), head, flops, impls=tuple(x for x in a.impl.split(",") if x), resume=resume)
     print("| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |\n|---|---|---|---|---|")
     q = a.quick
     # most decisive first: a run cut short by its time limit still reports the decode steps and SSD rows
@@ -988,6 +1043,11 @@ def main():
                 shapes = [s for s in parse_shapes(a.shape) if len(s) == len(full[0])]
             for shape in shapes:
                 fn(bench, P, shape)
+        except ContextPoisoned as e:  # nothing more can run in this process
+            bench.save()
+            print(f"device fault at {e} ({e.__cause__}); the rows so far are saved. Exit {POISONED_EXIT}: go on with "
+                  f"--resume {Path(a.out) / 'bench_kernels.json'} (run_isolated does)", flush=True)
+            sys.exit(POISONED_EXIT)
         except Exception:  # noqa: BLE001 - one broken section must not hide the others' numbers
             import traceback
 

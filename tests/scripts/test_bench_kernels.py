@@ -55,6 +55,82 @@ def test_case_runs_only_the_chosen_implementations_and_refuses_to_time_a_failed_
     assert row["ratio_vs_best_peer"] == 1.5
 
 
+def test_a_device_fault_ends_the_process_and_a_resumed_one_goes_on_past_it(tmp_path):
+    """An entry whose call reports a device fault is recorded as such, the row so far is saved and the process stops
+    (ContextPoisoned); a process resumed from the saved rows keeps their entries without running them again and runs
+    the rest. Other errors (a peer that cannot run a shape) only mark their entry."""
+    import pytest
+
+    bk = _bench_module()
+    ran = []
+
+    class AcceleratorError(RuntimeError):  # torch's class name for a CUDA error
+        pass
+
+    def fault():
+        raise AcceleratorError("CUDA error: an illegal memory access was encountered")
+
+    def unsupported():
+        raise ValueError("this shape is not supported")
+
+    class Clock(bk.Bench):
+        def time(self, fn, graph):
+            ran.append(fn())
+            return fn() * 1e-6
+
+    def entries():
+        return [("ours a", lambda: 2.0, lambda: 1e-3, 1e-2, True), ("peer x", lambda: 3.0, unsupported, 1e-2, False),
+                ("ours b", lambda: 1.0, fault, 1e-2, True), ("peer y", lambda: 4.0, lambda: 1e-3, 1e-2, False)]
+
+    head = {"device": "dev", "date": "d", "torch": "t", "triton": "tr", "peers": [], "hbm_copy_GBps": 1.0,
+            "bf16_matmul_TFLOPs": 1.0}
+    first = Clock(1e12, tmp_path, head)
+    with pytest.raises(bk.ContextPoisoned, match="op B=1: ours b"):
+        first.case("op", "B=1", 1e6, entries())
+    saved = json.loads((tmp_path / "bench_kernels.json").read_text())["rows"]
+    assert list(saved[0]["impls"]) == ["ours a", "peer x", "ours b"] and ran == [2.0]
+    assert "illegal memory access" in saved[0]["impls"]["ours b"]["status"]
+    assert saved[0]["impls"]["peer x"]["status"].startswith("error: ValueError")
+    second = Clock(1e12, tmp_path, head, resume=saved)
+    second.case("op", "B=1", 1e6, entries())
+    row = second.rows[0]
+    assert ran == [2.0, 4.0] and list(row["impls"]) == ["ours a", "peer x", "ours b", "peer y"]
+    assert row["impls"]["ours a"]["us"] == 2.0 and row["ratio_vs_best_peer"] == 2.0
+    assert bk.poisons_context(RuntimeError("Triton Error [CUDA]: an illegal memory access was encountered"))
+    assert not bk.poisons_context(RuntimeError("out of resources: shared memory"))
+
+
+def test_run_isolated_resumes_a_shape_after_a_device_fault(tmp_path, monkeypatch):
+    import subprocess
+    import types
+
+    bk = _bench_module()
+    calls = []
+    ok = {"status": "ok", "us": 1.0, "pct_floor": 1.0, "ours": True}
+    head = {"device": "dev", "date": "2026-12-02T00:00:00", "torch": "t", "triton": "tr", "peers": [],
+            "hbm_copy_GBps": 1.0, "bf16_matmul_TFLOPs": 1.0}
+
+    def fake_run(cmd):  # the first process faults after one entry; the resumed one finishes the row
+        calls.append(cmd)
+        out = Path(cmd[cmd.index("--out") + 1])
+        if "--resume" not in cmd:
+            impls = {"a": ok, "b": {"status": "error: AcceleratorError: illegal memory access", "ours": True}}
+            rc = bk.POISONED_EXIT
+        else:
+            assert cmd[cmd.index("--resume") + 1] == str(out / "bench_kernels.json")
+            impls, rc = {"a": ok, "b": {"status": "error: AcceleratorError", "ours": True}, "c": ok}, 0
+        row = {"op": "op", "shape": "B=1", "floor_us": 1.0, "ratio_vs_best_peer": None, "impls": impls}
+        bk.write_results(out, head, [row])
+        return types.SimpleNamespace(returncode=rc)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="", shape="")
+    bk.run_isolated(a, ["rwkv_prefill"], [])
+    assert len(calls) == 2 and "--resume" in calls[1]
+    merged = json.loads((tmp_path / "bench_kernels.json").read_text())["rows"]
+    assert list(merged[0]["impls"]) == ["a", "b", "c"]
+
+
 def _rows():
     ok = {"status": "ok", "us": 2.0, "pct_floor": 50.0, "ours": True}
     return [{"op": "SSD decode step", "shape": "B=1", "floor_us": 1.0, "ratio_vs_best_peer": 0.8, "impls": {"ours": ok}},
