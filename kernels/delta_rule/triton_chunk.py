@@ -92,6 +92,10 @@ MAX_K = 256  # the state walk holds all of K in one program
 # e^88). RWKV-7's log-decays (≥ −0.61 per step) span at most 9.7 over a sub-chunk of 16.
 FACTORED_RANGE = tl.constexpr(40.0)
 _MAX_STATE_TILE = 8192  # fp32 state elements (BK · BV) per program of the walk
+# A lean walk (16-bit Ã, b̄, k_eff) hit an illegal memory access on the H200 at chunk 64, K = 64 (NOTES 53): two
+# bf16 wgmma products per step, the pattern of triton-lang/triton#11366 (Hopper, several dots, 4 warps, triton ≥ 3.6),
+# as the SSD backward's was (NOTES 19). Its 4-warp tiles are pruned; not yet confirmed on a GPU.
+_LEAN_WALK_MIN_WARPS = 8
 
 # Autotune keys hold every constexpr that changes a kernel's work (FUSED, SAVE_LM, SKIP_FACTORED): a key without
 # them let the split solve's tile serve the fused one, whichever ran first (kernels/NOTES.md 46).
@@ -142,7 +146,8 @@ class TileTable:
 
     def by_precision(self, kernel: str):
         """An ``early_config_prune`` keeping the configs of the launch's precision; for a walk only those whose
-        ``[BK, BV]`` fp32 tile stays within ``_MAX_STATE_TILE`` elements."""
+        ``[BK, BV]`` fp32 tile stays within ``_MAX_STATE_TILE`` elements, and for a lean walk (16-bit ``Ae``) only
+        those of at least ``_LEAN_WALK_MIN_WARPS`` warps."""
 
         def prune(configs, named_args, **kwargs):
             if len(configs) == 1:  # the interpreter's, or one a test pinned
@@ -151,6 +156,8 @@ class TileTable:
             keep = [c for c in configs if c in wanted]
             if kernel in self.walks:
                 keep = [c for c in keep if kwargs["BK"] * c.kwargs["BV"] <= _MAX_STATE_TILE] or keep[:1]
+                if getattr(named_args.get("Ae"), "dtype", torch.float32) != torch.float32:
+                    keep = [c for c in keep if c.num_warps >= _LEAN_WALK_MIN_WARPS] or keep
             return keep
 
         return prune
@@ -584,7 +591,8 @@ def chunk_delta_rule_fwd(
     products: fp32 (``None``, the default) or, forward only, the inputs' 16-bit dtype (a *lean walk*, as fla's walk
     reads its w, kg and bg). The state itself is fp32 either way. The lean walk is opt-in: on the H200 it took the
     forward at B=4 T=2048 H=16 K=V=128 from 1035 to 740 µs (chunk 64, fused scores), but the split chunk-64 path
-    at K=V=64 and T=2048 hit an illegal memory access there that is not yet explained (kernels/NOTES.md 53).
+    at K=V=64 and T=2048 hit an illegal memory access there, in bounds under the interpreter; its walk now keeps
+    8-warp tiles only (``_LEAN_WALK_MIN_WARPS``), not yet confirmed on a GPU (kernels/NOTES.md 53).
 
     ``saved``: a dict that receives what the chunked backward (:mod:`kernels.delta_rule.triton_chunk_bwd`) reads:
     ``G``, ``L``, ``M``, ``Q_b``, ``Ae`` (Ã), ``Bo`` (b̄), ``Ke``, ``Qe``, ``P``, ``h`` and the chunk length ``BT``.

@@ -194,6 +194,9 @@ def test_gpu_configs_by_precision():
     states = chunk._configs("states", interpreted=False)
     bvs = {bk: {c.kwargs["BV"] for c in chunk._by_precision("states")(states, {}, IS_FP32=False, BK=bk)} for bk in (128, 256)}
     assert bvs == {128: {16, 32, 64}, 256: {16, 32}}
+    # a lean walk (16-bit Ã, walk_dtype) keeps only its tiles of 8 warps or more
+    lean = chunk._by_precision("states")(states, {"Ae": torch.empty(0, dtype=torch.bfloat16)}, IS_FP32=False, BK=64)
+    assert lean and {c.num_warps for c in lean} == {8} and len(lean) < len(chunk._TILES["states"][0])
 
 
 # Every GPU config: K = 72 is 3 blocks of 32 / 2 of 64 (one 128-wide tile in the walk), 5 of 16 in the diagonal
