@@ -10,7 +10,9 @@ what is left is our code and the torch calls it makes, on tiny CPU tensors. Trit
     python scripts/host_overhead.py [--ops gla,ssd,delta,ssd_step,gla_step,delta_step] [--calls 300]
 
 ``ssd_fwd`` / ``ssd_fwd_split``: the SSD forward alone, with one state walk per head and with the walk split into
-two segments (kernels/NOTES.md 50: a third launch and five more buffers).
+two segments (kernels/NOTES.md 50: a third launch and five more buffers). ``delta_fwd``: the delta-rule forward
+alone, as a no-grad RWKV-7 prefill runs it (78 µs and 4 launches on a 2-core CI-class machine, 2026-12-02: far
+below the ~460 µs its kernels take at B=1 T=4096 on the H200, so not what paces that prefill).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def _stub_launch(self, *args, grid=None, **kwargs):
 
 def _ops(B: int, T: int, H: int, D: int) -> dict:
     """Per op, a zero-argument callable making one call (forward and backward for the chunked ops)."""
-    from kernels.delta_rule.triton_chunk import triton_chunk_delta_rule
+    from kernels.delta_rule.triton_chunk import chunk_delta_rule_fwd, triton_chunk_delta_rule
     from kernels.delta_rule.triton_step import triton_delta_rule_step
     from kernels.gla.triton_chunk import triton_chunk_gla
     from kernels.gla.triton_step import triton_gla_step
@@ -74,6 +76,8 @@ def _ops(B: int, T: int, H: int, D: int) -> dict:
         "gla": fwd_bwd(lambda *x: triton_chunk_gla(*x, D**-0.5, None, False), q, k, v, g_vec),
         "ssd": fwd_bwd(lambda *x: triton_chunk_ssd(*x, D**-0.5, None, False), q, k, v, g_scalar),
         "delta": fwd_bwd(lambda *x: triton_chunk_delta_rule(*x, 1.0, None, False, fuse_scores=True), q, k, v, -g_vec.abs(), a, b),
+        # forward only, as a no-grad RWKV-7 prefill runs it (scores fused into the solve)
+        "delta_fwd": lambda: chunk_delta_rule_fwd(q, k, v, -g_vec.abs(), a, b, 1.0, None, True, 32, fuse_scores=True),
         "ssd_fwd": lambda: chunk_ssd_fwd(q, k, v, g_scalar, D**-0.5, None, True, chunk_size=64, splits=1),
         "ssd_fwd_split": lambda: chunk_ssd_fwd(q, k, v, g_scalar, D**-0.5, None, True, chunk_size=64, splits=2),
         "ssd_step": step(triton_ssd_step, -torch.rand(B, H)),

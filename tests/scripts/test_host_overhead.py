@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_host_overhead_times_each_op_and_counts_its_launches():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    ops = "ssd_step,gla,delta,ssd_fwd,ssd_fwd_split"
+    ops = "ssd_step,gla,delta,delta_fwd,ssd_fwd,ssd_fwd_split"
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "host_overhead.py"), "--calls", "3", "--ops", ops],
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -22,6 +22,8 @@ def test_host_overhead_times_each_op_and_counts_its_launches():
     assert rows["ssd_step"] == "1" and rows["gla"] == "9" and int(rows["delta"]) >= 6
     # the SSD forward: walk and output, and with the split walk the carry between them (kernels/NOTES.md 50)
     assert rows["ssd_fwd"] == "2" and rows["ssd_fwd_split"] == "3"
+    # the delta-rule forward alone: scores (which return at once for chunks the solve forms), solve, walk, output
+    assert rows["delta_fwd"] == "4"
 
 
 def test_host_overhead_names_an_unknown_op():
