@@ -11,8 +11,9 @@ what is left is our code and the torch calls it makes, on tiny CPU tensors. Trit
 
 ``ssd_fwd`` / ``ssd_fwd_split``: the SSD forward alone, with one state walk per head and with the walk split into
 two segments (kernels/NOTES.md 50: a third launch and five more buffers). ``delta_fwd``: the delta-rule forward
-alone, as a no-grad RWKV-7 prefill runs it (78 µs and 4 launches on a 2-core CI-class machine, 2026-12-02: far
-below the ~460 µs its kernels take at B=1 T=4096 on the H200, so not what paces that prefill).
+alone, as a no-grad RWKV-7 prefill runs it (78-138 µs in three runs and 4 launches on a 2-core CI-class
+machine, 2026-12-02: below the ~460 µs its kernels take at B=1 T=4096 on the H200, so not what paces that
+prefill).
 """
 
 from __future__ import annotations
