@@ -27,11 +27,14 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kernels.delta_rule import chunk_delta_rule  # noqa: E402
-from kernels.delta_rule.triton_chunk import triton_chunk_delta_rule  # noqa: E402
+from kernels.delta_rule.triton_chunk import chunk_delta_rule_fwd, triton_chunk_delta_rule  # noqa: E402
 from kernels.delta_rule.triton_recurrent import triton_fused_recurrent_delta_rule  # noqa: E402
 from kernels.gla import chunk_gla  # noqa: E402
 from kernels.gla.triton_chunk import triton_chunk_gla  # noqa: E402
 from kernels.ssd import chunk_ssd  # noqa: E402
+
+DELTA_OPS = ("delta", "delta-16", "delta-32", "delta-64", "delta-16-lean", "delta-64-lean", "delta-walk", "fla-rwkv7",
+             "fla-rwkv7-bounded")
 
 
 def make_call(op: str, B: int, T: int, H: int, D: int, backward: bool):
@@ -58,7 +61,7 @@ def make_call(op: str, B: int, T: int, H: int, D: int, backward: bool):
     elif op == "ssd":
         g = -F.softplus(torch.randn(B, T, H, device=dev) - 3.0)
         leaves, fn = [q, k, v, g], lambda q, k, v, g: chunk_ssd(q, k, v, g, D**-0.5, None, False)[0]
-    elif op in ("delta", "delta-16", "delta-32", "delta-64", "delta-walk", "fla-rwkv7", "fla-rwkv7-bounded"):
+    elif op in DELTA_OPS:
         g = -0.6 * torch.rand(B, T, H, D, device=dev)
         kk = F.normalize(torch.randn(B, T, H, D, device=dev), dim=-1)
         a, b = (-kk).to(bf), (kk * torch.rand_like(kk)).to(bf)
@@ -72,12 +75,15 @@ def make_call(op: str, B: int, T: int, H: int, D: int, backward: bool):
 
             bound = {"safe_gate": True, "lower_bound": -0.6065306597126334} if op.endswith("bounded") else {}
             fn = lambda q, k, v, g, a, b: chunk_rwkv7(q, g, k, v, a, b, scale=1.0, **bound)[0]  # noqa: E731
+        elif op.endswith("-lean"):  # the walk on bf16 operands (forward only, kernels/NOTES.md 53)
+            bt = int(op.split("-")[1])
+            fn = lambda *x: chunk_delta_rule_fwd(*x, 1.0, None, False, bt, fuse_scores=True, walk_dtype=bf)[0]  # noqa: E731
         else:
             bt = int(op.rsplit("-", 1)[1])
             fn = lambda *x: triton_chunk_delta_rule(*x, 1.0, None, False, bt, fuse_scores=True)[0]  # noqa: E731
     else:
-        raise SystemExit(f"--op: unknown op {op!r}; choose gla, gla-saved, gla-plain, gla-rowwise, fla-gla, ssd, delta, "
-                         "delta-16, delta-32, delta-64, delta-walk, fla-rwkv7 or fla-rwkv7-bounded")
+        raise SystemExit(f"--op: unknown op {op!r}; choose gla, gla-saved, gla-plain, gla-rowwise, fla-gla, ssd or one of "
+                         + ", ".join(DELTA_OPS))
     do = torch.randn(B, T, H, D, device=dev, dtype=bf)
     if backward:
         leaves = [t.detach().requires_grad_() for t in leaves]
