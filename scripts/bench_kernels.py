@@ -785,7 +785,7 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
     # the walk's operands in bf16 (opt-in, kernels/NOTES.md 53)
     bf = torch.bfloat16
     entries += [(f"ours chunked BT={bt} fused, lean walk", chunked(bt, True, bf), lambda bt=bt: chk(chunked(bt, True, bf)),
-                 BF16_TOL, True) for bt in (16, 64)]
+                 BF16_TOL, True) for bt in (16, 32, 64)]
     entries.append(("ours fused_recurrent", ours, lambda: chk(ours), BF16_TOL, True))
 
     def dispatched():  # what a student's no-grad prefill runs: the public op, chunk length left to it

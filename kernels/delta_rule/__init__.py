@@ -7,7 +7,9 @@ lazily. ``chunk_delta_rule`` runs the *chunked* (UT-transform) forward of ``kern
 when batch·heads are few (prefill, batch 1: the sequential walk over chunks is short and the rest is
 parallel), and the *fused-recurrent* forward of ``kernels.delta_rule.triton_recurrent`` (a sequential walk
 over T, one program per V block and batch·head) when batch·heads fill the GPU on their own
-(:data:`FUSED_CHUNKED_MAX_BH`, kernels/NOTES.md 28, 52) and no gradient is needed. Training (a gradient to track) always
+(:data:`FUSED_CHUNKED_MAX_BH`, kernels/NOTES.md 28, 52), no gradient is needed and the inputs are fp32; 16-bit
+inputs without a gradient take the chunked forward at every batch·heads, its walk on operands of their dtype
+(:data:`LEAN_WALK_DTYPES`, kernels/NOTES.md 54). Training (a gradient to track) always
 takes the chunked pair: its backward (``kernels.delta_rule.triton_chunk_bwd``) is parallel over chunks, where the
 fused-recurrent one (``kernels.delta_rule.triton_recurrent_bwd``) walks T backwards (H200, B = 8 T = 2048 H = 16
 K = 64: 4.5 vs 11.8 ms forward + backward, kernels/NOTES.md 35).
@@ -16,6 +18,7 @@ K = 64: 4.5 vs 11.8 ms forward + backward, kernels/NOTES.md 35).
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from kernels._dispatch import on_input_device, resolve_impl, tracks_grad
@@ -38,6 +41,10 @@ AUTO_CHUNK_LONG_MAX_BH = 32
 # (chunk 16); at 128 a tie (935 vs 936), at 256 slower (1840 vs 1765); at K=V=128, B·H = 64, slower (1186 vs 1035).
 # Below 32 not measured.
 AUTO_CHUNK_64 = (32, 64)
+# Forward only with 16-bit inputs, the chunked forward's walk reads its per-chunk operands in that dtype (a lean walk,
+# the state still fp32; kernels/NOTES.md 53, 54), at every batch·heads: FUSED_CHUNKED_MAX_BH holds for fp32 inputs.
+# H200, bf16, T=2048 H=16 K=V=64: B·H = 256 1519 µs (chunk 16) against the fused-recurrent walk's 1724.
+LEAN_WALK_DTYPES = (torch.bfloat16, torch.float16)
 
 __all__ = [
     "auto_chunk_size", "chunk_delta_rule", "delta_rule_step", "naive_chunk_delta_rule", "naive_recurrent_delta_rule",
@@ -76,7 +83,8 @@ def chunk_delta_rule(
     ``None`` lets the call pick: :func:`auto_chunk_size` on the Triton path, :data:`DEFAULT_CHUNK` on the reference.
 
     ``impl="triton"`` runs Triton kernels: chunked (forward and backward) with ``chunk_size`` 16, 32 or 64 when a
-    gradient is tracked or batch·heads are at most :data:`FUSED_CHUNKED_MAX_BH`, fused-recurrent otherwise. The
+    gradient is tracked, the inputs are 16-bit (then with a lean walk when no gradient is tracked) or batch·heads
+    are at most :data:`FUSED_CHUNKED_MAX_BH`, fused-recurrent otherwise. The
     chunked forward forms the scores in its solve
     (``fuse_scores``; H200, B=8 T=2048 H=16 K=V=64: forward 1258 → 987 µs, forward + backward 2854 → 2593 µs).
     """
@@ -86,8 +94,10 @@ def chunk_delta_rule(
 
         grad, bh = tracks_grad(q, k, v, g, a, b, initial_state), q.shape[0] * q.shape[2]
         chunk = auto_chunk_size(bh, grad, q.shape[-1]) if chunk_size is None else chunk_size
-        if chunk in CHUNKS and (grad or bh <= FUSED_CHUNKED_MAX_BH):
-            return triton_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk, fuse_scores=True)
+        lean = not grad and q.dtype in LEAN_WALK_DTYPES
+        if chunk in CHUNKS and (grad or lean or bh <= FUSED_CHUNKED_MAX_BH):
+            return triton_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk,
+                                           fuse_scores=True, walk_dtype=q.dtype if lean else None)
         return triton_fused_recurrent_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk)
     chunk = DEFAULT_CHUNK if chunk_size is None else chunk_size
     return naive_chunk_delta_rule(q, k, v, g, a, b, scale, initial_state, output_final_state, chunk)

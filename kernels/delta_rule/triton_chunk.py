@@ -45,10 +45,10 @@ Precision: everything that feeds the sequential walk (the scores, ``L``, ``Ã``,
 fp32 in registers and in memory, since an error there enters the state and is carried to every later
 chunk. With fp32 inputs every product is IEEE fp32 (matches the reference to ~1e-6); otherwise the scores'
 small products stay IEEE (fewer registers than tf32 MMA at 16 × 16) and the solve and walk use tf32 on fp32
-tiles (at chunk 64 the fused solve's inverse too, NOTES 53). ``walk_dtype`` (opt-in, forward only) stores Ã,
-b_out and k_eff in the inputs' 16-bit dtype instead. Only what the output alone reads (``q_eff``, ``P``, ``h``) is
-stored in the inputs' dtype, whose
-products then use tensor cores in that dtype, as the GLA and SSD output kernels do. No factor is ever ``exp``
+tiles (at chunk 64 the fused solve's inverse too, NOTES 53). ``walk_dtype`` (forward only; the public op's choice
+for 16-bit inputs without a gradient, NOTES 54) stores Ã, b_out and k_eff in the inputs' 16-bit dtype instead.
+Only what the output alone reads (``q_eff``, ``P``, ``h``) is stored in the inputs' dtype, whose products then use
+tensor cores in that dtype, as the GLA and SSD output kernels do. No factor is ever ``exp``
 of more than ``FACTORED_RANGE`` (for ``g ≤ 0``; the factored diagonal blocks' column factors are the only
 positive exponents), so strong decays stay finite.
 
@@ -92,10 +92,22 @@ MAX_K = 256  # the state walk holds all of K in one program
 # e^88). RWKV-7's log-decays (≥ −0.61 per step) span at most 9.7 over a sub-chunk of 16.
 FACTORED_RANGE = tl.constexpr(40.0)
 _MAX_STATE_TILE = 8192  # fp32 state elements (BK · BV) per program of the walk
-# A lean walk (16-bit Ã, b̄, k_eff) hit an illegal memory access on the H200 at chunk 64, K = 64 (NOTES 53): two
-# bf16 wgmma products per step, the pattern of triton-lang/triton#11366 (Hopper, several dots, 4 warps, triton ≥ 3.6),
-# as the SSD backward's was (NOTES 19). Its 4-warp tiles are pruned; not yet confirmed on a GPU.
-_LEAN_WALK_MIN_WARPS = 8
+# A lean walk (16-bit Ã, b̄, k_eff) launches a fixed tile, past the autotuner (kernels/NOTES.md 54): on the H200
+# (triton 3.6) its walk at chunk 64 with Ã S on bf16 operands hit illegal memory accesses while the autotuner chose
+# among tiles and gave inf at B·H ≥ 128 with a fixed one; Ã S is tf32 at chunk 64 since, and the fixed tiles are the
+# ones measured with it. BV = 32 at 8 warps (what the autotuner picked at B·H = 128: 848 µs at B=8 T=2048 H=16 K=V=64,
+# chunk 16), and BV = 64 from LEAN_WALK_WIDE_BH batch·heads at chunks 16 and 32 (1519 µs against 1690 with BV = 32
+# at B·H = 256, chunk 16), where V / 64 · B·H programs still fill the SMs. Both keep BK · BV ≤ _MAX_STATE_TILE.
+LEAN_WALK_TILE = {"BV": 32, "num_warps": 8, "num_stages": 2}
+LEAN_WALK_WIDE_BH = 256
+
+
+def lean_walk_tile(batch_heads: int, K: int, BT: int) -> dict:
+    """The lean walk's launch: :data:`LEAN_WALK_TILE`, its V block widened to 64 at :data:`LEAN_WALK_WIDE_BH` or more
+    batch·heads for K ≤ 128 and chunks of 16 or 32 (chunk 64 with BV = 64 was not measured)."""
+    if batch_heads >= LEAN_WALK_WIDE_BH and K <= 128 and BT < 64:
+        return {**LEAN_WALK_TILE, "BV": 64}
+    return LEAN_WALK_TILE
 
 # Autotune keys hold every constexpr that changes a kernel's work (FUSED, SAVE_LM, SKIP_FACTORED): a key without
 # them let the split solve's tile serve the fused one, whichever ran first (kernels/NOTES.md 46).
@@ -146,8 +158,7 @@ class TileTable:
 
     def by_precision(self, kernel: str):
         """An ``early_config_prune`` keeping the configs of the launch's precision; for a walk only those whose
-        ``[BK, BV]`` fp32 tile stays within ``_MAX_STATE_TILE`` elements, and for a lean walk (16-bit ``Ae``) only
-        those of at least ``_LEAN_WALK_MIN_WARPS`` warps."""
+        ``[BK, BV]`` fp32 tile stays within ``_MAX_STATE_TILE`` elements."""
 
         def prune(configs, named_args, **kwargs):
             if len(configs) == 1:  # the interpreter's, or one a test pinned
@@ -156,8 +167,6 @@ class TileTable:
             keep = [c for c in configs if c in wanted]
             if kernel in self.walks:
                 keep = [c for c in keep if kwargs["BK"] * c.kwargs["BV"] <= _MAX_STATE_TILE] or keep[:1]
-                if getattr(named_args.get("Ae"), "dtype", torch.float32) != torch.float32:
-                    keep = [c for c in keep if c.num_warps >= _LEAN_WALK_MIN_WARPS] or keep
             return keep
 
         return prune
@@ -530,7 +539,10 @@ def _delta_rule_chunk_states(
         b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
         # Ã S and k_effᵀ v in the operands' dtype: fp32 (tf32 or IEEE products), or the 16-bit one of a lean walk
         # (chunk_delta_rule_fwd's walk_dtype), whose b_outᵀ u stays tf32 as the state's own update
-        b_u = _dot(b_At, b_s.to(b_At.dtype), IS_FP32)  # u − W = Ã S
+        if BT == 64:  # Ã S in tf32 even for a lean walk: bf16 there gave inf / illegal addresses on the H200 (NOTES 54)
+            b_u = _dot(b_At.to(tl.float32), b_s, IS_FP32)
+        else:
+            b_u = _dot(b_At, b_s.to(b_At.dtype), IS_FP32)  # u − W = Ã S
         b_s = b_s * tl.exp(b_Gl)[:, None] + _dot(b_bo.to(tl.float32), b_u, IS_FP32) + _dot(b_ke, b_v.to(b_ke.dtype), IS_FP32)
     if STORE_FINAL:
         tl.store(hT + i_bh.to(tl.int64) * K * V + p_kv, b_s, mask=m_kv)
@@ -587,12 +599,12 @@ def chunk_delta_rule_fwd(
 ) -> tuple[Tensor, Tensor | None]:
     """The forward launches alone (no autograd). Arguments and returns as :func:`triton_chunk_delta_rule`.
 
-    ``walk_dtype``: the dtype of what the state walk reads per chunk (Ã, b̄, k_eff) and so of two of its three
-    products: fp32 (``None``, the default) or, forward only, the inputs' 16-bit dtype (a *lean walk*, as fla's walk
-    reads its w, kg and bg). The state itself is fp32 either way. The lean walk is opt-in: on the H200 it took the
-    forward at B=4 T=2048 H=16 K=V=128 from 1035 to 740 µs (chunk 64, fused scores), but the split chunk-64 path
-    at K=V=64 and T=2048 hit an illegal memory access there, in bounds under the interpreter; its walk now keeps
-    8-warp tiles only (``_LEAN_WALK_MIN_WARPS``), not yet confirmed on a GPU (kernels/NOTES.md 53).
+    ``walk_dtype``: the dtype of what the state walk reads per chunk (Ã, b̄, k_eff): fp32 (``None``, the default) or,
+    forward only, the inputs' 16-bit dtype (a *lean walk*, as fla's walk reads its w, kg and bg), with k_effᵀ v on
+    16-bit operands and Ã S on 16-bit ones below chunk 64 (tf32 at 64, NOTES 54); the state itself is fp32 either
+    way. ``chunk_delta_rule`` takes it for every forward-only 16-bit call: on the H200, bf16, T=2048 H=16 K=V=64
+    (NOTES 54) B·H = 256 1762 → 1519 µs (chunk 16), 128 933 → 848 (16), 64 527 → 460 (64), at an unchanged rel.
+    err (2.5e-3). On a GPU the lean walk launches :func:`lean_walk_tile`'s tile, past the autotuner.
 
     ``saved``: a dict that receives what the chunked backward (:mod:`kernels.delta_rule.triton_chunk_bwd`) reads:
     ``G``, ``L``, ``M``, ``Q_b``, ``Ae`` (Ã), ``Bo`` (b̄), ``Ke``, ``Qe``, ``P``, ``h`` and the chunk length ``BT``.
@@ -641,9 +653,12 @@ def chunk_delta_rule_fwd(
             SIZE_CLASS=size_class(NT * BH), H=H, K=K, BT=BT, BC=SUB_CHUNK, IS_FP32=IS_FP32, SAVE_LM=saved is not None,
             FUSED=fuse_scores,
         )
-    _delta_rule_chunk_states[lambda meta: (cdiv(V, meta["BV"]), BH)](
+    walk, tile = _delta_rule_chunk_states, {}
+    if walk_dtype != f32 and not triton_interpreted():  # the lean walk's one tile, autotuner bypassed (LEAN_WALK_TILE)
+        walk, tile = _delta_rule_chunk_states.fn, lean_walk_tile(BH, K, BT)
+    walk[lambda meta: (cdiv(V, meta["BV"]), BH)](
         v, G, Ae, Bo, Ke, h, h0, hT, T, NT, bh_bucket(BH),
-        H=H, K=K, V=V, BT=BT, BK=BK, HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=IS_FP32,
+        H=H, K=K, V=V, BT=BT, BK=BK, HAS_H0=h0 is not None, STORE_FINAL=output_final_state, IS_FP32=IS_FP32, **tile,
     )
     if NT:
         _delta_rule_chunk_output[lambda meta: (cdiv(V, meta["BV"]), NT, BH)](
@@ -667,6 +682,7 @@ def triton_chunk_delta_rule(
     chunk_size: int = 32,
     triton_backward: bool = True,
     fuse_scores: bool = False,
+    walk_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Whole-sequence generalized delta rule: chunked Triton forward and backward.
 
@@ -682,6 +698,8 @@ def triton_chunk_delta_rule(
             itself, as whole-chunk products, and the scores kernel skips those chunks (one fewer write and read of
             four ``[BT, BT]`` fp32 matrices per chunk; NOTES 38). At ``chunk_size`` 64 its inverse is tf32 for
             16-bit inputs (NOTES 53).
+        walk_dtype: the dtype of the walk's per-chunk operands, as :func:`chunk_delta_rule_fwd`'s: the inputs'
+            16-bit dtype (a lean walk) only when no gradient is tracked.
     Returns:
         o ``[B, T, H, V]`` in v's dtype, final state ``[B, H, K, V]`` fp32 (or None).
     """
@@ -689,8 +707,12 @@ def triton_chunk_delta_rule(
         tensors = (q, k, v, g, a, b, initial_state)
         if not tracks_grad(*tensors):
             return chunk_delta_rule_fwd(
-                q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size, fuse_scores=fuse_scores
+                q, k, v, g, a, b, scale, initial_state, output_final_state, chunk_size, fuse_scores=fuse_scores,
+                walk_dtype=walk_dtype,
             )
+        if walk_dtype not in (None, torch.float32):
+            raise ValueError(f"chunk_delta_rule: walk_dtype={walk_dtype} with a gradient tracked; the backward reads "
+                             "Ã, b̄ and k_eff in fp32: leave walk_dtype None")
         from kernels.delta_rule.triton_chunk_bwd import ChunkDeltaRuleFunction
 
         return ChunkDeltaRuleFunction.apply(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
-from _kernel_util import Guards, assert_close, config_id, distinct, grads, only_configs, zipped
+from _kernel_util import Guards, assert_close, config_id, distinct, gpu_launch_choices, grads, only_configs, zipped
 
+from kernels._dispatch import next_power_of_2
 from kernels.delta_rule import naive_delta_rule_step, naive_recurrent_delta_rule
 from kernels.delta_rule import triton_chunk as chunk
 from kernels.delta_rule.triton_chunk import chunk_delta_rule_fwd, triton_chunk_delta_rule
@@ -150,7 +153,7 @@ def test_rejects_bad_arguments(device):
         triton_chunk_delta_rule(q, k, v[:, :3], g, a, b)
 
 
-@pytest.mark.parametrize("B,H,K,chunk_size,grad,want", [
+_FP32_DISPATCH = [
     (2, 16, 4, 32, False, "chunk fused"), (1, 33, 4, 32, False, "chunk fused"), (8, 16, 4, 16, False, "chunk fused"),
     (1, 129, 4, 32, False, "recurrent"), (1, 33, 4, 64, False, "chunk fused"), (2, 16, 4, 64, False, "chunk fused"),
     (1, 129, 4, 64, False, "recurrent"), (1, 2, 4, 8, False, "recurrent"), (1, 129, 4, 32, True, "chunk fused"),
@@ -162,22 +165,36 @@ def test_rejects_bad_arguments(device):
     (2, 16, 128, None, False, "chunk fused 32"), (8, 16, 64, None, False, "chunk fused 16"),
     (8, 16, 64, None, True, "chunk fused 32"), (1, 129, 4, None, False, "recurrent 16"),
     (1, 129, 4, None, True, "chunk fused 32"),
-])
-def test_dispatch_by_batch_heads(B, H, K, chunk_size, grad, want, monkeypatch):
+]
+# 16-bit inputs, forward only: the chunked forward with a lean walk at every batch·heads; under autograd as fp32
+_LEAN_DISPATCH = [
+    (1, 129, 4, 32, False, "chunk fused lean"), (16, 16, 64, None, False, "chunk fused lean 16"),
+    (2, 16, 64, None, False, "chunk fused lean 64"), (1, 2, 4, 8, False, "recurrent"),
+    (1, 129, 4, None, True, "chunk fused 32"),
+]
+
+
+@pytest.mark.parametrize("B,H,K,chunk_size,grad,want,dtype", [(*case, torch.float32) for case in _FP32_DISPATCH]
+                         + [(*case, dt) for case in _LEAN_DISPATCH for dt in (torch.bfloat16, torch.float16)])
+def test_dispatch_by_batch_heads(B, H, K, chunk_size, grad, want, dtype, monkeypatch):
     """``chunk_delta_rule(impl="triton")`` takes the chunked pair (its solve forming the scores) when a gradient is
-    tracked or up to ``FUSED_CHUNKED_MAX_BH`` batch·heads, with a chunk length it supports, and the fused-recurrent
-    walk otherwise."""
+    tracked, for 16-bit inputs without one (walking on operands of their dtype) or up to ``FUSED_CHUNKED_MAX_BH``
+    batch·heads, with a chunk length it supports, and the fused-recurrent walk otherwise."""
     import kernels.delta_rule as dr
     from kernels.delta_rule import triton_recurrent
 
     assert dr.FUSED_CHUNKED_MAX_BH == 128
     took = []
     def chose(name):  # what was taken, with the chunk length where the case leaves it open
-        return lambda *a, fuse_scores=False: took.append(name + " fused" * fuse_scores + f" {a[-1]}" * (chunk_size is None))
+        def took_it(*a, fuse_scores=False, walk_dtype=None):
+            assert walk_dtype in (None, dtype)
+            took.append(name + " fused" * fuse_scores + " lean" * (walk_dtype is not None) + f" {a[-1]}" * (chunk_size is None))
+        return took_it
 
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # CPU tensors reach the Triton branch on a GPU machine too
     monkeypatch.setattr(chunk, "triton_chunk_delta_rule", chose("chunk"))
     monkeypatch.setattr(triton_recurrent, "triton_fused_recurrent_delta_rule", chose("recurrent"))
-    x = torch.zeros(B, 3, H, K, requires_grad=grad)
+    x = torch.zeros(B, 3, H, K, dtype=dtype, requires_grad=grad)
     dr.chunk_delta_rule(x, x, x, x, x, x, chunk_size=chunk_size, impl="triton")
     assert took == [want]
 
@@ -194,9 +211,14 @@ def test_gpu_configs_by_precision():
     states = chunk._configs("states", interpreted=False)
     bvs = {bk: {c.kwargs["BV"] for c in chunk._by_precision("states")(states, {}, IS_FP32=False, BK=bk)} for bk in (128, 256)}
     assert bvs == {128: {16, 32, 64}, 256: {16, 32}}
-    # a lean walk (16-bit Ã, walk_dtype) keeps only its tiles of 8 warps or more
-    lean = chunk._by_precision("states")(states, {"Ae": torch.empty(0, dtype=torch.bfloat16)}, IS_FP32=False, BK=64)
-    assert lean and {c.num_warps for c in lean} == {8} and len(lean) < len(chunk._TILES["states"][0])
+    # a lean walk's tile (launched past the autotuner) stays within the state tile at every K, 64 wide only from
+    # LEAN_WALK_WIDE_BH batch·heads below chunk 64
+    for bh in (1, chunk.LEAN_WALK_WIDE_BH - 1, chunk.LEAN_WALK_WIDE_BH):
+        for K in (16, 64, 128, 200, chunk.MAX_K):
+            for bt in chunk.CHUNKS:
+                tile = chunk.lean_walk_tile(bh, K, bt)
+                assert next_power_of_2(K) * tile["BV"] <= chunk._MAX_STATE_TILE and tile["num_warps"] == 8
+                assert tile["BV"] == (64 if bh >= chunk.LEAN_WALK_WIDE_BH and K <= 128 and bt < 64 else 32)
 
 
 # Every GPU config: K = 72 is 3 blocks of 32 / 2 of 64 (one 128-wide tile in the walk), 5 of 16 in the diagonal
@@ -237,17 +259,20 @@ def test_every_gpu_config_in_bounds(run, chunk_size):
     assert_close("final", hT, h_ref, FP32_TOL)
 
 
-@pytest.mark.parametrize("chunk_size", [16, 64])
-def test_lean_walk(chunk_size, device):
+@pytest.mark.parametrize("gpu_tile", [False, True])
+@pytest.mark.parametrize("chunk_size", chunk.CHUNKS)
+def test_lean_walk(chunk_size, gpu_tile, device):
     """``walk_dtype`` = the 16-bit inputs' dtype: the walk on operands of that dtype (Ã, b̄, k_eff stored so; the
     state fp32), against the fp32 reference on the same rounded inputs and against the default fp32 walk, within
     bf16 rounding; and the dtype rules. bf16 on a GPU; fp16 under the interpreter, whose bf16 products are wrong
-    (rel err ~1e10 there with or without the lean walk; fp16 ones are numpy's)."""
-    B, T, H, K, V = 2, 2 * chunk_size + 5, 2, 12, 20
+    (rel err ~1e10 there with or without the lean walk; fp16 ones are numpy's). ``gpu_tile``: the launch a GPU
+    makes (the walk's one tile, past the autotuner), run by the interpreter too; V = 40 spans two of its blocks."""
+    B, T, H, K, V = 2, 2 * chunk_size + 5, 2, 12, 40
     dtype, other = (torch.bfloat16, torch.float16) if device.type == "cuda" else (torch.float16, torch.bfloat16)
     q, k, v, g, a, b, h0 = (t.detach() for t in _inputs(B, T, H, K, V, True, device, dtype))
     o_ref, h_ref = naive_recurrent_delta_rule(*(t.float() for t in (q, k, v, g, a, b)), SCALE, h0)
-    lean = chunk_delta_rule_fwd(q, k, v, g, a, b, SCALE, h0, True, chunk_size, fuse_scores=True, walk_dtype=dtype)
+    with gpu_launch_choices(chunk) if gpu_tile else contextlib.nullcontext():
+        lean = chunk_delta_rule_fwd(q, k, v, g, a, b, SCALE, h0, True, chunk_size, fuse_scores=True, walk_dtype=dtype)
     full = chunk_delta_rule_fwd(q, k, v, g, a, b, SCALE, h0, True, chunk_size, fuse_scores=True)
     for name, x, y in (("o", lean[0], o_ref), ("final", lean[1], h_ref), ("o vs fp32 walk", lean[0], full[0])):
         assert_close(name, x.float(), y.float(), 2e-2)
@@ -256,6 +281,8 @@ def test_lean_walk(chunk_size, device):
         chunk_delta_rule_fwd(q, k, v, g, a, b, walk_dtype=other)
     with pytest.raises(ValueError, match="the backward reads"):
         chunk_delta_rule_fwd(q, k, v, g, a, b, saved={}, walk_dtype=dtype)
+    with pytest.raises(ValueError, match="with a gradient tracked"):
+        triton_chunk_delta_rule(q.requires_grad_(), k, v, g, a, b, walk_dtype=dtype)
 
 
 @pytest.mark.parametrize("chunk_size", chunk.FUSED_CHUNKS)
