@@ -4,7 +4,8 @@ Compiles each GPU config of the chosen kernels through Triton's CUDA backend to 
 ships with ``-v`` and prints registers per thread and spill-store bytes. A config at 255 registers with spills
 trades occupancy and local-memory traffic for its tile size; this is how kernels/NOTES.md's register counts are
 taken. Kernel groups: ``delta_chunk_fwd`` (the chunked delta-rule forward: scores, solve, ``solve+fused`` (the
-solve forming the scores itself, ``fuse_scores``), states, output) and
+solve forming the scores itself, ``fuse_scores``), ``solve+fused+blockinv`` (at chunk 64, its inverse by 16 × 16
+blocks), states, output) and
 ``delta_chunk_bwd`` (its backward: dstates, bwd_v, bwd_k); ``ssd_chunk_fwd`` and ``gla_chunk_fwd`` (state walk and
 output, each autotuner's own configs).
 
@@ -162,6 +163,8 @@ def delta_chunk_fwd(stages: int, sass: bool = False, only: str = "", quick: bool
                 ("solve", m._delta_rule_chunk_solve, {n: bf for n in ("q", "k", "a", "b", "Qe", "P")}, dict(common, BC=16)),
                 ("solve+fused", m._delta_rule_chunk_solve, {n: bf for n in ("q", "k", "a", "b", "Qe", "P")},
                  dict(common, BC=16, FUSED=True, SAVE_LM=True)),
+                *([("solve+fused+blockinv", m._delta_rule_chunk_solve, {n: bf for n in ("q", "k", "a", "b", "Qe", "P")},
+                    dict(common, BC=16, FUSED=True, SAVE_LM=False, BLOCK_INV=True))] if BT == 64 else []),
                 ("states", m._delta_rule_chunk_states, {"v": bf, "h": bf},
                  dict(common, V=K, BK=triton.next_power_of_2(K), HAS_H0=True, STORE_FINAL=True)),
                 ("output", m._delta_rule_chunk_output, {n: bf for n in ("v", "Qe", "P", "h", "o")}, dict(common, V=K)),

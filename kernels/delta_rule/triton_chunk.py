@@ -205,6 +205,47 @@ def _unit_lower_inverse(A, BC: tl.constexpr, TF32: tl.constexpr = False):
 
 
 @triton.jit
+def _block_inverse_64(A_ab, p_chunk, A, TF32: tl.constexpr):
+    """``(I − A)⁻¹`` of a chunk of 64 from its strictly lower ``[64, 64]`` fp32 scores ``A`` (registers), by 16 × 16
+    blocks, as fla's safe inverse: the four diagonal blocks ``D_i`` by :func:`_unit_lower_inverse`, then the six
+    below them by block forward substitution, ``L_ij = D_i Σ_{j ≤ k < i} A_ik L_kj`` (16 products of 16 × 16 tiles),
+    where the whole-chunk form takes eight ``[64, 64]`` products with ``[64, 64]`` masks. The blocks go through a
+    scratch copy at ``A_ab + p_chunk`` (the chunk's ``[64, 64]`` fp32 slot, which a fused solve leaves unused) and
+    the result comes back from it as one ``[64, 64]`` tile; a CTA barrier orders each write before its reads."""
+    o = tl.arange(0, 64)
+    p_sq = A_ab + p_chunk + o[:, None] * 64 + o[None, :]
+    tl.store(p_sq, A)  # zero on and above the diagonal: the inverse's upper blocks are read back from these zeros
+    tl.debug_barrier()
+    c = tl.arange(0, 16)
+    p = A_ab + p_chunk + c[:, None] * 64 + c[None, :]  # block (0, 0); block (i, j) at + 16 · (64 i + j)
+    D0 = _unit_lower_inverse(tl.load(p), 16, TF32)
+    D1 = _unit_lower_inverse(tl.load(p + 1040), 16, TF32)
+    D2 = _unit_lower_inverse(tl.load(p + 2080), 16, TF32)
+    D3 = _unit_lower_inverse(tl.load(p + 3120), 16, TF32)
+    A10, A20, A21 = tl.load(p + 1024), tl.load(p + 2048), tl.load(p + 2064)
+    A30, A31, A32 = tl.load(p + 3072), tl.load(p + 3088), tl.load(p + 3104)
+    L10 = _dot(D1, _dot(A10, D0, not TF32), not TF32)
+    L21 = _dot(D2, _dot(A21, D1, not TF32), not TF32)
+    L32 = _dot(D3, _dot(A32, D2, not TF32), not TF32)
+    L20 = _dot(D2, _dot(A20, D0, not TF32) + _dot(A21, L10, not TF32), not TF32)
+    L31 = _dot(D3, _dot(A31, D1, not TF32) + _dot(A32, L21, not TF32), not TF32)
+    L30 = _dot(D3, _dot(A30, D0, not TF32) + _dot(A31, L10, not TF32) + _dot(A32, L20, not TF32), not TF32)
+    tl.debug_barrier()  # every block read before the slot is overwritten
+    tl.store(p, D0)
+    tl.store(p + 1040, D1)
+    tl.store(p + 2080, D2)
+    tl.store(p + 3120, D3)
+    tl.store(p + 1024, L10)
+    tl.store(p + 2048, L20)
+    tl.store(p + 2064, L21)
+    tl.store(p + 3072, L30)
+    tl.store(p + 3088, L31)
+    tl.store(p + 3104, L32)
+    tl.debug_barrier()
+    return tl.load(p_sq)
+
+
+@triton.jit
 def _decay_range(G, row_r, has_ref, row_e, K: tl.constexpr, BK: tl.constexpr):
     """max over K of G[row_r] − G[row_e] (G[row_r] read as 0 without ``has_ref``): the largest log-decay a
     sub-chunk spans."""
@@ -417,14 +458,14 @@ def _assembled_inverse(A_ab, p_sq, lower, blk_r, blk_c, BT: tl.constexpr, BC: tl
 
 
 @triton.autotune(
-    configs=_configs("solve"), key=["K", "BT", "IS_FP32", "FUSED", "SAVE_LM", "SIZE_CLASS"],
+    configs=_configs("solve"), key=["K", "BT", "IS_FP32", "FUSED", "SAVE_LM", "BLOCK_INV", "SIZE_CLASS"],
     prune_configs_by={"early_config_prune": _by_precision("solve")},
 )
 @triton.jit(do_not_specialize=["T", "NT", "SIZE_CLASS"])
 def _delta_rule_chunk_solve(
     q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, Ae, Bo, Ke, Qe, P, Ls, Ms, scale, T, NT,
     H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, IS_FP32: tl.constexpr,
-    SAVE_LM: tl.constexpr = False, FUSED: tl.constexpr = False,
+    SAVE_LM: tl.constexpr = False, FUSED: tl.constexpr = False, BLOCK_INV: tl.constexpr = False,
     SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
     i_n, i_bh = tl.program_id(0), tl.program_id(1)
@@ -447,7 +488,11 @@ def _delta_rule_chunk_solve(
             b_Aab, b_Aak, b_Qb, b_Qk = _chunk_scores(q, k, a, b, G, row_x, m_t, row_g, o_t > 0, H, K, BT, BK, IS_FP32)
             # at BT = 64 the inverse's eight [64, 64] products in tf32 for 16-bit inputs (IEEE spills; the split path's
             # assembly across sub-chunks is tf32 too)
-            b_L = _unit_lower_inverse(tl.where(cols < rows, b_Aab, 0.0), BT, TF32=BT == 64 and not IS_FP32)
+            if BLOCK_INV:  # by 16 × 16 blocks through the chunk's unused A_ab slot (chunk_delta_rule_fwd's block_inverse)
+                b_L = _block_inverse_64(A_ab, (i_bh.to(tl.int64) * NT + i_n) * BT * BT, tl.where(cols < rows, b_Aab, 0.0),
+                                        TF32=not IS_FP32)
+            else:
+                b_L = _unit_lower_inverse(tl.where(cols < rows, b_Aab, 0.0), BT, TF32=BT == 64 and not IS_FP32)
             b_Aak = tl.where(lower & (cols < rows), b_Aak, 0.0)
             b_Qb = tl.where(lower, b_Qb, 0.0)
             b_Qk = tl.where(lower, b_Qk, 0.0)
@@ -596,8 +641,12 @@ def chunk_delta_rule_fwd(
     saved: dict | None = None,
     fuse_scores: bool = False,
     walk_dtype: torch.dtype | None = None,
+    block_inverse: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """The forward launches alone (no autograd). Arguments and returns as :func:`triton_chunk_delta_rule`.
+
+    ``block_inverse`` (chunk 64 with ``fuse_scores`` only; off by default, not yet timed on a GPU): the fused solve
+    inverts ``I − A_ab`` by 16 × 16 blocks (:func:`_block_inverse_64`) instead of eight ``[64, 64]`` products.
 
     ``walk_dtype``: the dtype of what the state walk reads per chunk (Ã, b̄, k_eff): fp32 (``None``, the default) or,
     forward only, the inputs' 16-bit dtype (a *lean walk*, as fla's walk reads its w, kg and bg), with k_effᵀ v on
@@ -651,7 +700,7 @@ def chunk_delta_rule_fwd(
         _delta_rule_chunk_solve[(NT, BH)](
             q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, Ae, Bo, Ke, Qe, P, Ls, Ms, float(scale), T, NT,
             SIZE_CLASS=size_class(NT * BH), H=H, K=K, BT=BT, BC=SUB_CHUNK, IS_FP32=IS_FP32, SAVE_LM=saved is not None,
-            FUSED=fuse_scores,
+            FUSED=fuse_scores, BLOCK_INV=block_inverse and fuse_scores and BT == 64,
         )
     walk, tile = _delta_rule_chunk_states, {}
     if walk_dtype != f32 and not triton_interpreted():  # the lean walk's one tile, autotuner bypassed (LEAN_WALK_TILE)

@@ -308,6 +308,28 @@ def test_fused_scores_in_bounds(chunk_size, saved):
     assert_close("final", hT, h_ref, FP32_TOL)
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, FP32_TOL), (torch.float16, 2e-2)])
+def test_block_inverse(dtype, tol, device):
+    """``block_inverse`` (chunk 64, fused scores): the chunk's inverse by 16 × 16 blocks through its scratch slot,
+    inside NaN guard bands on the CPU, against the reference and against the whole-chunk inverse; a short last
+    chunk (T = 2 · 64 + 5) and strong decays in the second sequence (its chunks read the scores kernel's blocks)."""
+    B, H, K, V = 2, 2, 12, 20
+    T = 2 * 64 + 5
+    inputs = [t.detach() for t in _inputs(B, T, H, K, V, True, device, dtype)]
+    inputs[3][1] = -5.0 + 0.5 * torch.rand_like(inputs[3][1])
+    o_ref, h_ref = naive_recurrent_delta_rule(*(t.float() for t in inputs[:6]), SCALE, inputs[6])
+    guards = Guards() if device.type == "cpu" else None
+    with guards.allocations() if guards else contextlib.nullcontext():
+        args = list(map(guards, inputs[:6])) + [SCALE, guards(inputs[6])] if guards else [*inputs[:6], SCALE, inputs[6]]
+        o, hT = chunk_delta_rule_fwd(*args, True, 64, fuse_scores=True, block_inverse=True)
+    if guards:
+        guards.check("block inverse, chunk 64")
+    whole = chunk_delta_rule_fwd(*inputs[:6], SCALE, inputs[6], True, 64, fuse_scores=True)
+    assert_close("o", o.float(), o_ref, tol)
+    assert_close("final", hT, h_ref, tol)
+    assert_close("o vs whole-chunk inverse", o.float(), whole[0].float(), tol)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("K", [64, 128])
 @pytest.mark.parametrize("chunk_size", chunk.CHUNKS)
