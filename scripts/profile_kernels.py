@@ -33,8 +33,8 @@ from kernels.gla import chunk_gla  # noqa: E402
 from kernels.gla.triton_chunk import triton_chunk_gla  # noqa: E402
 from kernels.ssd import chunk_ssd  # noqa: E402
 
-DELTA_OPS = ("delta", "delta-16", "delta-32", "delta-64", "delta-16-lean", "delta-64-lean", "delta-walk", "fla-rwkv7",
-             "fla-rwkv7-bounded")
+DELTA_OPS = ("delta", "delta-16", "delta-32", "delta-64", "delta-16-lean", "delta-64-lean", "delta-64-blockinv",
+             "delta-walk", "fla-rwkv7", "fla-rwkv7-bounded")
 
 
 def make_call(op: str, B: int, T: int, H: int, D: int, backward: bool):
@@ -75,6 +75,9 @@ def make_call(op: str, B: int, T: int, H: int, D: int, backward: bool):
 
             bound = {"safe_gate": True, "lower_bound": -0.6065306597126334} if op.endswith("bounded") else {}
             fn = lambda q, k, v, g, a, b: chunk_rwkv7(q, g, k, v, a, b, scale=1.0, **bound)[0]  # noqa: E731
+        elif op == "delta-64-blockinv":  # the chunk-64 inverse by 16 × 16 blocks, lean walk (kernels/NOTES.md 54)
+            fn = lambda *x: chunk_delta_rule_fwd(*x, 1.0, None, False, 64, fuse_scores=True, walk_dtype=bf,  # noqa: E731
+                                                 block_inverse=True)[0]
         elif op.endswith("-lean"):  # the walk on bf16 operands (forward only, kernels/NOTES.md 53)
             bt = int(op.split("-")[1])
             fn = lambda *x: chunk_delta_rule_fwd(*x, 1.0, None, False, bt, fuse_scores=True, walk_dtype=bf)[0]  # noqa: E731

@@ -344,3 +344,20 @@ def test_full_shape_gpu(K, chunk_size, dtype, tol):
     assert o.dtype == dtype and hT.dtype == torch.float32
     assert_close("o", o, o_ref, tol)
     assert_close("final", hT, h_ref, tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("B,K", [(8, 64), (16, 64), (4, 128)])
+@pytest.mark.parametrize("chunk_size", chunk.CHUNKS)
+def test_lean_walk_full_shape_gpu(B, K, chunk_size):
+    """The lean walk at the batch·heads where its chunk-64 walk once gave inf with Ã·S on bf16 operands (128 and 256;
+    kernels/NOTES.md 54), each fixed tile (BV = 64 from 256 batch·heads), against the fp32 reference and the fp32
+    walk; T = 2048 as the bench."""
+    dev = torch.device("cuda")
+    T, H = 2048, 16
+    q, k, v, g, a, b, h0 = (t.detach() for t in _inputs(B, T, H, K, K, True, dev, torch.bfloat16))
+    lean = chunk_delta_rule_fwd(q, k, v, g, a, b, K**-0.5, h0, True, chunk_size, fuse_scores=True, walk_dtype=torch.bfloat16)
+    full = chunk_delta_rule_fwd(q, k, v, g, a, b, K**-0.5, h0, True, chunk_size, fuse_scores=True)
+    o_ref, h_ref = naive_recurrent_delta_rule(*(t.float() for t in (q, k, v, g, a, b)), K**-0.5, h0)
+    for name, x, y in (("o", lean[0], o_ref), ("final", lean[1], h_ref), ("o vs fp32 walk", lean[0], full[0])):
+        assert_close(name, x.float(), y.float(), 2e-2)
