@@ -111,10 +111,16 @@ def sass_loops(sass: str) -> tuple[collections.Counter, list[tuple[int, int, col
     return collections.Counter(op for _, op in instrs), sorted(loops)
 
 
+# whole-kernel counts printed beside the total: CTA barriers and warp shuffles (the latency of reductions and layout
+# trips across warps), tensor-core products (HGMMA: Hopper's wgmma, HMMA: mma.sync), shared-memory stores, selects
+LATENCY_OPS = ("BAR", "SHFL", "HGMMA", "HMMA", "STS", "FSEL")
+
+
 def fmt_sass(sass: str, top: int = 6) -> str:
-    """One line per loop: offsets, instruction count and the most frequent opcodes."""
+    """The whole kernel's instruction count with its :data:`LATENCY_OPS`, then one entry per loop: offsets,
+    instruction count and the most frequent opcodes."""
     total, loops = sass_loops(sass)
-    parts = [f"{sum(total.values())} instructions"]
+    parts = [f"{sum(total.values())} instructions (" + ", ".join(f"{op} {total[op]}" for op in LATENCY_OPS) + ")"]
     for start, end, ops in loops:
         common = ", ".join(f"{op} {n}" for op, n in ops.most_common(top))
         parts.append(f"loop {start:#x}-{end:#x}: {sum(ops.values())} ({common})")

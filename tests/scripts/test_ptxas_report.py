@@ -72,6 +72,7 @@ def test_sass_loops_are_the_backward_branches():
     assert [(a, b, sum(ops.values())) for a, b, ops in loops] == [(0x20, 0x60, 5), (0x30, 0x40, 2)]
     assert loops[0][2]["SHFL"] == 1 and loops[0][2]["MUFU"] == 1
     assert "loop 0x20-0x60: 5 (" in rep.fmt_sass(SASS)
+    assert rep.fmt_sass(SASS).startswith("10 instructions (BAR 0, SHFL 1, HGMMA 0, ")
 
 
 @pytest.mark.skipif(not PTXAS.exists(), reason=f"triton {triton.__version__} ships no ptxas here")
