@@ -122,7 +122,12 @@ _TILES = {
     # the solve keeps two [BT, BT] fp32 matrices live across its K loops: at BT = 32 these take 184-242 registers,
     # at BT = 64 every 16-bit config tried spills (0.3-1.3 KB). BK = 16 at 8 warps: 128 registers and no spills at
     # BT = 32 (split) and BT = 16 (fused); 232 and none for the fused solve at BT = 32, K = 128 (NOTES 45)
-    "solve": ((({"BK": 16}, 4), ({"BK": 32}, 8), ({"BK": 16}, 4, 128), ({"BK": 16}, 8)), ({"BK": 16}, 8)),
+    # Wider K blocks at 4 warps (kernels/NOTES.md 55), below chunk 64 only (_WIDE_SOLVE_MAX_BT): at chunk 16, K = 64,
+    # ptxas puts BK = 32 at 214 registers and BK = 64 at 255 (24 B of spills), two programs per SM, with 91 and 80
+    # CTA barriers per program against 221 for BK = 16 (a barrier per layout trip in each K step), which sets the
+    # pace of these latency-bound programs; timed by the autotuner, not yet by a bench
+    "solve": ((({"BK": 16}, 4), ({"BK": 32}, 8), ({"BK": 16}, 4, 128), ({"BK": 16}, 8), ({"BK": 32}, 4), ({"BK": 64}, 4)),
+              ({"BK": 16}, 8)),
     # the walk re-reads Ã, b_out and k_eff once per V block: wider blocks read less, narrower ones give more
     # programs at small batch; BV = 64 only up to K = 128 (see _MAX_STATE_TILE)
     "states": ((({"BV": 16}, 4), ({"BV": 32}, 4), ({"BV": 32}, 8), ({"BV": 64}, 8)), ({"BV": 16}, 8)),
@@ -132,6 +137,8 @@ _TILES = {
 # went to local memory (32 registers and 1.5-9 KB of stack); at num_stages = 1 the fp32 configs above compile
 # without spills, except the solve at BT = 64 (3-6 KB in every config tried): fp32 is the precision path.
 _STAGES = {False: 2, True: 1}
+# The solve's wide 4-warp tiles spill 0.8-2.5 KB at chunk 32 and more at 64 (ptxas): offered below this chunk length
+_WIDE_SOLVE_MAX_BT = 16
 # Under the interpreter: 16-wide K and V blocks, so that the tests' odd K and V (12, 20, 40) span several.
 _INTERPRETED = {"scores": {"BK": 16}, "solve": {"BK": 16}, "states": {"BV": 16}, "output": {"BK": 16, "BV": 16}}
 
@@ -158,7 +165,8 @@ class TileTable:
 
     def by_precision(self, kernel: str):
         """An ``early_config_prune`` keeping the configs of the launch's precision; for a walk only those whose
-        ``[BK, BV]`` fp32 tile stays within ``_MAX_STATE_TILE`` elements."""
+        ``[BK, BV]`` fp32 tile stays within ``_MAX_STATE_TILE`` elements; for the solve, its 4-warp tiles wider
+        than BK = 16 only up to ``_WIDE_SOLVE_MAX_BT``."""
 
         def prune(configs, named_args, **kwargs):
             if len(configs) == 1:  # the interpreter's, or one a test pinned
@@ -167,6 +175,8 @@ class TileTable:
             keep = [c for c in configs if c in wanted]
             if kernel in self.walks:
                 keep = [c for c in keep if kwargs["BK"] * c.kwargs["BV"] <= _MAX_STATE_TILE] or keep[:1]
+            if kernel == "solve" and kwargs.get("BT", 0) > _WIDE_SOLVE_MAX_BT:
+                keep = [c for c in keep if not (c.num_warps == 4 and c.kwargs["BK"] > 16)] or keep
             return keep
 
         return prune
