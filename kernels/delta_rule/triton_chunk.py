@@ -124,8 +124,8 @@ _TILES = {
     # BT = 32 (split) and BT = 16 (fused); 232 and none for the fused solve at BT = 32, K = 128 (NOTES 45)
     # Wider K blocks at 4 warps (kernels/NOTES.md 55), below chunk 64 only (_WIDE_SOLVE_MAX_BT): at chunk 16, K = 64,
     # ptxas puts BK = 32 at 214 registers and BK = 64 at 255 (24 B of spills), two programs per SM, with 91 and 80
-    # CTA barriers per program against 221 for BK = 16 (a barrier per layout trip in each K step), which sets the
-    # pace of these latency-bound programs; timed by the autotuner, not yet by a bench
+    # CTA barriers per program against 221 for BK = 16 (a barrier per layout trip in each K step) and 40-45 % fewer
+    # instructions per row, at half the warps per scheduler; timed by the autotuner, not yet by a bench
     "solve": ((({"BK": 16}, 4), ({"BK": 32}, 8), ({"BK": 16}, 4, 128), ({"BK": 16}, 8), ({"BK": 32}, 4), ({"BK": 64}, 4)),
               ({"BK": 16}, 8)),
     # the walk re-reads Ã, b_out and k_eff once per V block: wider blocks read less, narrower ones give more
