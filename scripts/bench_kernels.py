@@ -768,8 +768,9 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
     def ours():
         return fused_recurrent_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True)
 
-    def chunked(bt, fuse=False, walk_dtype=None):
-        return lambda: chunk_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True, bt, fuse_scores=fuse, walk_dtype=walk_dtype)
+    def chunked(bt, fuse=False, walk_dtype=None, block_inverse=False):
+        return lambda: chunk_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True, bt, fuse_scores=fuse, walk_dtype=walk_dtype,
+                                            block_inverse=block_inverse)
 
     def chk(fn):
         o, s = fn()
@@ -782,17 +783,13 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
                 for bt in (16, 32, 64)]
     for bt in (16, 32):
         entries += size_class_row(chunked(bt, True), lambda bt=bt: chk(chunked(bt, True)), f"ours chunked BT={bt} fused")
-    # the walk's operands in bf16 (opt-in, kernels/NOTES.md 53)
+    # the walk's operands in bf16 (what chunk_delta_rule takes for 16-bit forward-only calls, kernels/NOTES.md 53, 54)
     bf = torch.bfloat16
     entries += [(f"ours chunked BT={bt} fused, lean walk", chunked(bt, True, bf), lambda bt=bt: chk(chunked(bt, True, bf)),
                  BF16_TOL, True) for bt in (16, 32, 64)]
     # the chunk-64 solve's inverse by 16 × 16 blocks (kernels/NOTES.md 54), fp32 and lean walk
-    def block_inv(walk_dtype=None):
-        return lambda: chunk_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True, 64, fuse_scores=True,
-                                            walk_dtype=walk_dtype, block_inverse=True)
-
-    entries += [(f"ours chunked BT=64 fused, block inverse{name}", block_inv(wd), lambda wd=wd: chk(block_inv(wd)), BF16_TOL, True)
-                for name, wd in (("", None), (", lean walk", bf))]
+    entries += [(f"ours chunked BT=64 fused, block inverse{name}", chunked(64, True, wd, True),
+                 lambda wd=wd: chk(chunked(64, True, wd, True)), BF16_TOL, True) for name, wd in (("", None), (", lean walk", bf))]
     entries.append(("ours fused_recurrent", ours, lambda: chk(ours), BF16_TOL, True))
 
     def dispatched():  # what a student's no-grad prefill runs: the public op, chunk length left to it
