@@ -56,7 +56,10 @@ def compile_sm90(kernel, types: dict, constexprs: dict, num_warps: int, num_stag
     # constexpr parameters left out take their defaults (else they would compile as pointer arguments)
     constexprs = {p.name: p.default for p in fn.params if p.is_constexpr and p.has_default} | constexprs
     signature = {n: "constexpr" if n in constexprs else types.get(n, "*fp32") for n in fn.arg_names}
-    compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=TARGET,
+    # Every pointer 16-byte aligned, as a launch marks a torch tensor's (Triton's "D" specialization): without it
+    # the compiler may not vectorize any load or store, and the counts are not those of the kernel that runs.
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names) if signature[n].startswith("*")}
+    compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs), target=TARGET,
                               options={"num_warps": num_warps, "num_stages": num_stages, "maxnreg": maxnreg})
     with tempfile.TemporaryDirectory() as d:
         ptx = Path(d, "k.ptx")

@@ -92,3 +92,25 @@ def test_every_chunk_kernel_compiles_for_sm90(group, kernels):
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [line.split("|")[1].strip() for line in out.stdout.splitlines() if line.startswith("| ") and "kernel" not in line]
     assert rows == kernels
+
+
+VECTOR_SNIPPET = """
+import importlib.util, re
+spec = importlib.util.spec_from_file_location("ptxas_report", "scripts/ptxas_report.py")
+rep = importlib.util.module_from_spec(spec); spec.loader.exec_module(rep)
+from kernels.gla import triton_cumsum as m
+types = {"g": "*fp32", "G": "*fp32", "T": "i32", "NT": "i32"}
+_, _, cubin = rep.compile_sm90(m._chunk_local_cumsum, types, dict(H=4, K=64, BT=16, R=64, BK=64), 4, 1)
+print(" ".join(sorted(set(re.findall(r"(?:LDG|STG)\\.E[.\\w]*", rep.disassemble(cubin))))))
+"""
+
+
+@pytest.mark.skipif(not PTXAS.exists(), reason=f"triton {triton.__version__} ships no ptxas here")
+def test_pointers_aligned_as_a_launch_marks_them():
+    """The report compiles with pointer arguments marked 16-byte aligned, as a launch marks a torch tensor's: rows
+    of 64 fp32 then load and store as 128-bit vectors (unmarked, every access was one element; kernels/NOTES.md 56)."""
+    env = dict(os.environ, TRITON_INTERPRET="0", PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", VECTOR_SNIPPET], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    accesses = out.stdout.split()
+    assert "LDG.E.128" in accesses and "STG.E.128" in accesses, accesses
