@@ -36,6 +36,16 @@ def pad_time(x: Tensor, pad: int) -> Tensor:
     return F.pad(x, (0, 0) * (x.dim() - 2) + (0, pad)) if pad else x
 
 
+def naive_chunk_local_cumsum(g: Tensor, chunk_size: int) -> Tensor:
+    """In-chunk inclusive cumulative log-decay ``G [B, NT·BT, H, K]`` fp32 of ``g [B, T, H, K]``, time padded to
+    whole chunks of ``chunk_size`` with a zero log-decay (``G`` flat over the padding, so that every padded step
+    leaves a state as it was). The reference of :mod:`kernels.gla.triton_cumsum`."""
+    B, T, H, K = g.shape
+    NT = -(-T // chunk_size)
+    G = pad_time(g.float(), NT * chunk_size - T).reshape(B, NT, chunk_size, H, K).cumsum(2)
+    return G.view(B, NT * chunk_size, H, K)
+
+
 def to_chunks(x: Tensor, chunk_size: int) -> Tensor:
     """``[B, T, H, D]`` (T a multiple of chunk_size) → ``[B, N, H, C, D]``."""
     B, T, H, D = x.shape

@@ -34,7 +34,8 @@ import triton.language as tl
 from torch import Tensor
 
 from kernels._dispatch import cdiv, next_power_of_2, size_class, tracks_grad, triton_interpreted
-from kernels.gla.naive import check_gated, pad_time
+from kernels.gla.naive import check_gated
+from kernels.gla.triton_cumsum import triton_chunk_local_cumsum
 
 __all__ = ["triton_chunk_gla", "chunk_gla_fwd", "chunk_gla_states", "chunk_local_cumsum", "CHUNK"]
 
@@ -211,9 +212,7 @@ def prepare_inputs(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Ten
 def chunk_local_cumsum(g: Tensor) -> Tensor:
     """In-chunk inclusive cumulative log-decay ``G [B, NT·BT, H, K]`` fp32, padded to whole chunks with a zero
     log-decay (``G`` flat over the padding, so every padded step leaves the state as it was)."""
-    B, T, H, K = g.shape
-    NT = cdiv(T, CHUNK)
-    return pad_time(g.float(), NT * CHUNK - T).view(B, NT, CHUNK, H, K).cumsum(2).view(B, NT * CHUNK, H, K).contiguous()
+    return triton_chunk_local_cumsum(g, CHUNK)
 
 
 def chunk_gla_states(
