@@ -39,8 +39,9 @@ AUTO_CHUNK_LONG_MAX_BH = 32
 # Forward only at K ≤ 64 and between these batch·heads, chunk 64 with the scores fused into the solve (its inverse
 # tf32, kernels/NOTES.md 53). H200, bf16, T=2048 H=16 K=V=64: B·H = 32 344 vs 377 µs (chunk 32), 64 529 vs 562
 # (chunk 16); at 128 a tie (935 vs 936), at 256 slower (1840 vs 1765); at K=V=128, B·H = 64, slower (1186 vs 1035).
-# Below 32 not measured.
-AUTO_CHUNK_64 = (32, 64)
+# With the lean walk, B=1 T=4096 (B·H = 16): 342.5 µs against 402.9 at chunk 32 (kernels/NOTES.md 56). Below 16 not
+# measured.
+AUTO_CHUNK_64 = (16, 64)
 # Forward only with 16-bit inputs, the chunked forward's walk reads its per-chunk operands in that dtype (a lean walk,
 # the state still fp32; kernels/NOTES.md 53, 54), at every batch·heads: FUSED_CHUNKED_MAX_BH holds for fp32 inputs.
 # H200, bf16, T=2048 H=16 K=V=64: B·H = 256 1519 µs (chunk 16) against the fused-recurrent walk's 1724.

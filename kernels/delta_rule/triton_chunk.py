@@ -3,8 +3,8 @@
 Same contract as :func:`kernels.delta_rule.naive.naive_chunk_delta_rule`, whose algorithm it runs. Chunks of
 ``BT ∈ {16, 32, 64}`` steps, sub-chunks of ``BC = 16`` (at BT = 16 the UT transform is the inverted diagonal
 block alone); ``G`` is the inclusive cumulative log-decay from the chunk start, ``G⁻ = G − g`` the exclusive one
-(one torch cumsum, fp32, padded to whole chunks with a zero log-decay so that padded steps leave the state as it
-was). Per chunk with entry state ``S``:
+(fp32, padded to whole chunks with a zero log-decay so that padded steps leave the state as it was; one pass of
+:mod:`kernels.gla.triton_cumsum`). Per chunk with entry state ``S``:
 
     u = W + Ã S,   W = L A_ak v,   Ã = L (a ⊙ exp(G⁻)),   L = (I − A_ab)⁻¹ (the UT transform)
     o = scale · [(q ⊙ exp(G)) S + Q_b u + Q_k v]
@@ -73,10 +73,11 @@ import triton.language as tl
 from torch import Tensor
 
 from kernels._dispatch import bh_bucket, cdiv, next_power_of_2, size_class, tracks_grad, triton_interpreted
+from kernels._triton_math import exp_ftz
 from kernels.delta_rule._autograd import reference_differentiable
 from kernels.delta_rule.naive import _check
-from kernels.gla.naive import pad_time
 from kernels.gla.triton_chunk import _dot, prepare_inputs
+from kernels.gla.triton_cumsum import triton_chunk_local_cumsum
 
 __all__ = ["triton_chunk_delta_rule", "chunk_delta_rule_fwd", "CHUNKS", "MAX_K"]
 
@@ -122,10 +123,9 @@ _TILES = {
     # the solve keeps two [BT, BT] fp32 matrices live across its K loops: at BT = 32 these take 184-242 registers,
     # at BT = 64 every 16-bit config tried spills (0.3-1.3 KB). BK = 16 at 8 warps: 128 registers and no spills at
     # BT = 32 (split) and BT = 16 (fused); 232 and none for the fused solve at BT = 32, K = 128 (NOTES 45)
-    # Wider K blocks at 4 warps (kernels/NOTES.md 55), below chunk 64 only (_WIDE_SOLVE_MAX_BT): at chunk 16, K = 64,
-    # ptxas puts BK = 32 at 214 registers and BK = 64 at 255 (24 B of spills), two programs per SM, with 91 and 80
-    # CTA barriers per program against 221 for BK = 16 (a barrier per layout trip in each K step) and 40-45 % fewer
-    # instructions per row, at half the warps per scheduler; timed by the autotuner, not yet by a bench
+    # Wider K blocks at 4 warps (kernels/NOTES.md 55, 56), below chunk 64 only (_WIDE_SOLVE_MAX_BT): fewer CTA
+    # barriers per program (a barrier per layout trip in each K step). On the H200 the autotuner picks BK = 32 at
+    # K = 64 (148 registers, 71 barriers; 779 against 898 µs for BK = 16 at B=16 T=2048 H=16) and BK = 64 at K = 128
     "solve": ((({"BK": 16}, 4), ({"BK": 32}, 8), ({"BK": 16}, 4, 128), ({"BK": 16}, 8), ({"BK": 32}, 4), ({"BK": 64}, 4)),
               ({"BK": 16}, 8)),
     # the walk re-reads Ã, b_out and k_eff once per V block: wider blocks read less, narrower ones give more
@@ -291,14 +291,14 @@ def _referred_scores(
         b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
         b_Gx = tl.load(G + row_gx[:, None] * K + o_k[None, :], mask=m_prev[:, None] & m_k[None, :], other=0.0)
         b_Gr = tl.load(G + row_r * K + o_k, mask=m_k & has_ref, other=0.0)
-        b_ar = b_a * tl.exp(b_Gx - b_Gr[None, :])
-        b_qr = b_q * tl.exp(b_G - b_Gr[None, :])
+        b_ar = b_a * exp_ftz(b_Gx - b_Gr[None, :])
+        b_qr = b_q * exp_ftz(b_G - b_Gr[None, :])
         # b, k and G of the other rows as [BK, BC] (transposed)
         m_y = m_k[:, None] & m_j[None, :]
         b_bj = tl.load(b + row_y[None, :] * K + o_k[:, None], mask=m_y, other=0.0).to(tl.float32)
         b_kj = tl.load(k + row_y[None, :] * K + o_k[:, None], mask=m_y, other=0.0).to(tl.float32)
         b_Gj = tl.load(G + row_gy[None, :] * K + o_k[:, None], mask=m_k[:, None], other=0.0)
-        f = tl.exp(b_Gr[:, None] - b_Gj)
+        f = exp_ftz(b_Gr[:, None] - b_Gj)
         b_bj *= f
         b_kj *= f
         acc_ab += tl.dot(b_ar, b_bj, input_precision="ieee")
@@ -332,10 +332,10 @@ def _pairwise_scores(
         b_k = tl.load(k + p_x, mask=m_x, other=0.0).to(tl.float32)
         b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
         b_Gx = tl.load(G + row_gx[:, None] * K + o_k[None, :], mask=m_prev[:, None] & m_k[None, :], other=0.0)
-        e_s = tl.exp(tl.where(strict, b_Gx[:, None, :] - b_G[None, :, :], float("-inf")))
+        e_s = exp_ftz(tl.where(strict, b_Gx[:, None, :] - b_G[None, :, :], float("-inf")))
         # e^{G_t − G_i} = e^{G⁻_t − G_i} e^{g_t} below the diagonal, 1 on it: one [BC, BKD] exp instead of a
         # second [BC, BC, BKD] one (e^{g_t} ≤ 1, so still no exp of a positive number)
-        e_i = tl.where(diag, 1.0, e_s * tl.exp(b_G - b_Gx)[:, None, :])
+        e_i = tl.where(diag, 1.0, e_s * exp_ftz(b_G - b_Gx)[:, None, :])
         b_ae = b_a[:, None, :] * e_s
         b_qe = b_q[:, None, :] * e_i
         acc_ab += tl.sum(b_ae * b_b[None, :, :], axis=2)
@@ -358,12 +358,12 @@ def _chunk_decay_range(G, row_e, K: tl.constexpr, BK: tl.constexpr):
 
 @triton.jit
 def _chunk_scores(
-    q, k, a, b, G, row_x, m_t, row_g, m_prev, H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr,
-    BK: tl.constexpr, IS_FP32: tl.constexpr,
+    q, k, a, b, G, m_t, H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, IS_FP32: tl.constexpr,
 ):
     """A whole chunk's four scores at once, unmasked: ``a e^{G⁻}`` and ``q e^{G}`` (≤ 1) against ``b e^{−G}`` and
     ``k e^{−G}`` (≤ e^d, d the chunk's decay range), products over K blocks (tf32 for 16-bit inputs, as the
-    solve's other products)."""
+    solve's other products). ``q, k, a, b, G`` point at the chunk's first row (rows H · K apart)."""
+    o_t = tl.arange(0, BT)
     acc_ab = tl.zeros([BT, BT], dtype=tl.float32)
     acc_ak = tl.zeros([BT, BT], dtype=tl.float32)
     acc_qb = tl.zeros([BT, BT], dtype=tl.float32)
@@ -372,12 +372,12 @@ def _chunk_scores(
         o_k = i_k * BK + tl.arange(0, BK)
         m_k = o_k < K
         m_x = m_t[:, None] & m_k[None, :]
-        p_x = row_x[:, None] * K + o_k[None, :]
-        b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
-        b_Gx = tl.load(G + (row_g[:, None] - H) * K + o_k[None, :], mask=m_prev[:, None] & m_k[None, :], other=0.0)
-        b_ar = tl.load(a + p_x, mask=m_x, other=0.0).to(tl.float32) * tl.exp(b_Gx)
-        b_qr = tl.load(q + p_x, mask=m_x, other=0.0).to(tl.float32) * tl.exp(b_G)
-        f = tl.exp(-b_G)
+        p_x = o_t[:, None] * (H * K) + o_k[None, :]
+        b_G = tl.load(G + p_x, mask=m_k[None, :], other=0.0)
+        b_Gx = tl.load(G + p_x - H * K, mask=(o_t[:, None] > 0) & m_k[None, :], other=0.0)
+        b_ar = tl.load(a + p_x, mask=m_x, other=0.0).to(tl.float32) * exp_ftz(b_Gx)
+        b_qr = tl.load(q + p_x, mask=m_x, other=0.0).to(tl.float32) * exp_ftz(b_G)
+        f = exp_ftz(-b_G)
         b_br = tl.trans(tl.load(b + p_x, mask=m_x, other=0.0).to(tl.float32) * f)
         b_kr = tl.trans(tl.load(k + p_x, mask=m_x, other=0.0).to(tl.float32) * f)
         acc_ab += _dot(b_ar, b_br, IS_FP32)
@@ -489,13 +489,20 @@ def _delta_rule_chunk_solve(
     # rows past T were not written (zero there: L, M and P get zero rows, so do Ã and q_eff)
     lower = (cols <= rows) & m_t[:, None]
     p_sq = (i_bh.to(tl.int64) * NT + i_n) * BT * BT + rows * BT + cols
-    row_x = (i_b * T + t) * H + i_h
-    row_g = (i_b * TP + t) * H + i_h
+    # The chunk's first row in each [·, K] view, as one 64-bit offset per program; within the chunk int32 offsets
+    # (rows H · K apart in q, k, a, b, G; K apart in the outputs), so that no per-element address is 64-bit
+    # arithmetic (half the solve's SASS was integer instructions; kernels/NOTES.md 56).
+    x0 = ((i_b * T + i_n * BT) * H + i_h) * K
+    g0 = ((i_b * TP + i_n * BT) * H + i_h) * K
+    q, k, a, b, G = q + x0, k + x0, a + x0, b + x0, G + g0
+    o0 = (i_bh.to(tl.int64) * TP + i_n * BT) * K
+    Ae, Bo, Ke, Qe = Ae + o0, Bo + o0, Ke + o0, Qe + o0
+    p_row = o_t[:, None] * (H * K)
     if FUSED:
         # the chunk's scores formed here when its decay range allows (the scores kernel skipped the chunk),
         # else read as the split path reads them
-        if _chunk_decay_range(G, (i_b * TP + i_n * BT + BT - 1) * H + i_h, K, BK) <= FACTORED_RANGE:
-            b_Aab, b_Aak, b_Qb, b_Qk = _chunk_scores(q, k, a, b, G, row_x, m_t, row_g, o_t > 0, H, K, BT, BK, IS_FP32)
+        if _chunk_decay_range(G + (BT - 1) * H * K, 0, K, BK) <= FACTORED_RANGE:
+            b_Aab, b_Aak, b_Qb, b_Qk = _chunk_scores(q, k, a, b, G, m_t, H, K, BT, BK, IS_FP32)
             # at BT = 64 the inverse's eight [64, 64] products in tf32 for 16-bit inputs (IEEE spills; the split path's
             # assembly across sub-chunks is tf32 too)
             if BLOCK_INV:  # by 16 × 16 blocks through the chunk's unused A_ab slot (chunk_delta_rule_fwd's block_inverse)
@@ -520,21 +527,20 @@ def _delta_rule_chunk_solve(
     if SAVE_LM:  # for the backward (buffers of their own: the autotuner reruns this kernel on the same scores)
         tl.store(Ls + p_sq, b_L)
         tl.store(Ms + p_sq, b_M)
-    row_o = i_bh.to(tl.int64) * TP + t  # rows of the [B·H, NT·BT, K] outputs
-    b_Gl_row = (i_b * TP + i_n * BT + BT - 1) * H + i_h
+    p_Gl = G + (BT - 1) * H * K  # the chunk's last row of G
     # Two passes over K, so that only two [BT, BT] matrices stay live across a loop: (L, M), then (L, Q_b L).
     b_Mt = tl.trans(b_M)
     for i_k in range(tl.cdiv(K, BK)):
         o_k = i_k * BK + tl.arange(0, BK)
         m_k = o_k < K
-        p_x = row_x[:, None] * K + o_k[None, :]
+        p_x = p_row + o_k[None, :]
         b_b = tl.load(b + p_x, mask=m_t[:, None] & m_k[None, :], other=0.0).to(tl.float32)
         b_k = tl.load(k + p_x, mask=m_t[:, None] & m_k[None, :], other=0.0).to(tl.float32)
-        b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
-        b_Gl = tl.load(G + b_Gl_row * K + o_k, mask=m_k, other=0.0)
-        decay = tl.exp(b_Gl[None, :] - b_G)
+        b_G = tl.load(G + p_x, mask=m_k[None, :], other=0.0)
+        b_Gl = tl.load(p_Gl + o_k, mask=m_k, other=0.0)
+        decay = exp_ftz(b_Gl[None, :] - b_G)
         b_bo = b_b * decay
-        p_o = row_o[:, None] * K + o_k[None, :]
+        p_o = o_t[:, None] * K + o_k[None, :]
         tl.store(Bo + p_o, b_bo.to(Bo.dtype.element_ty), mask=m_k[None, :])
         tl.store(Ke + p_o, (_dot(b_Mt, b_bo, IS_FP32) + b_k * decay).to(Ke.dtype.element_ty), mask=m_k[None, :])
     if not FUSED:  # loaded only now: two [BT, BT] matrices fewer live across the loop above
@@ -546,15 +552,15 @@ def _delta_rule_chunk_solve(
     for i_k in range(tl.cdiv(K, BK)):
         o_k = i_k * BK + tl.arange(0, BK)
         m_k = o_k < K
-        p_x = row_x[:, None] * K + o_k[None, :]
+        p_x = p_row + o_k[None, :]
         b_a = tl.load(a + p_x, mask=m_t[:, None] & m_k[None, :], other=0.0).to(tl.float32)
         b_q = tl.load(q + p_x, mask=m_t[:, None] & m_k[None, :], other=0.0).to(tl.float32)
-        b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
-        b_Gx = tl.load(G + (row_g[:, None] - H) * K + o_k[None, :], mask=(o_t[:, None] > 0) & m_k[None, :], other=0.0)
-        b_ae = b_a * tl.exp(b_Gx)
-        p_o = row_o[:, None] * K + o_k[None, :]
+        b_G = tl.load(G + p_x, mask=m_k[None, :], other=0.0)
+        b_Gx = tl.load(G + p_x - H * K, mask=(o_t[:, None] > 0) & m_k[None, :], other=0.0)
+        b_ae = b_a * exp_ftz(b_Gx)
+        p_o = o_t[:, None] * K + o_k[None, :]
         tl.store(Ae + p_o, _dot(b_L, b_ae, IS_FP32).to(Ae.dtype.element_ty), mask=m_k[None, :])
-        b_qe = (b_q * tl.exp(b_G) + _dot(b_QL, b_ae, IS_FP32)) * scale
+        b_qe = (b_q * exp_ftz(b_G) + _dot(b_QL, b_ae, IS_FP32)) * scale
         tl.store(Qe + p_o, b_qe.to(Qe.dtype.element_ty), mask=m_k[None, :])
 
 
@@ -598,7 +604,7 @@ def _delta_rule_chunk_states(
             b_u = _dot(b_At.to(tl.float32), b_s, IS_FP32)
         else:
             b_u = _dot(b_At, b_s.to(b_At.dtype), IS_FP32)  # u − W = Ã S
-        b_s = b_s * tl.exp(b_Gl)[:, None] + _dot(b_bo.to(tl.float32), b_u, IS_FP32) + _dot(b_ke, b_v.to(b_ke.dtype), IS_FP32)
+        b_s = b_s * exp_ftz(b_Gl)[:, None] + _dot(b_bo.to(tl.float32), b_u, IS_FP32) + _dot(b_ke, b_v.to(b_ke.dtype), IS_FP32)
     if STORE_FINAL:
         tl.store(hT + i_bh.to(tl.int64) * K * V + p_kv, b_s, mask=m_kv)
 
@@ -689,7 +695,7 @@ def chunk_delta_rule_fwd(
     h0 = initial_state.float().contiguous() if initial_state is not None else None
     hT = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
     o = torch.empty(B, T, H, V, device=dev, dtype=out_dtype)
-    G = pad_time(g.float(), TP - T).reshape(B, NT, BT, H, K).cumsum(2).view(B, TP, H, K)
+    G = triton_chunk_local_cumsum(g, BT)
     A_ab, A_ak, Q_b, Q_k = torch.empty(4, BH, NT, BT, BT, device=dev, dtype=f32).unbind(0)
     walk_dtype = f32 if walk_dtype is None else walk_dtype
     if walk_dtype not in (f32, q.dtype):
