@@ -1,0 +1,3 @@
+D=$W/3; mkdir -p $D
+timeout 240 python -m pytest -q -m gpu tests/kernels/test_chunk_cumsum.py tests/kernels/test_delta_rule_chunk.py tests/kernels/test_gla_triton.py tests/kernels/test_delta_rule_chunk_bwd.py -k "not lean_walk and not step_full_shape" 2>&1 | grep -v "^Triton autotuning\|^with key\|^finished after\|^best config" | tee $D/tests.log | tail -3
+timeout 200 python scripts/bench_kernels.py --isolate --only rwkv_prefill --shape '2,2048,16,64;1,4096,16,64' --impl 'lean walk,chunk_delta_rule,bounded' --out $D 2>&1 | tee $D/fwd.log | grep "us (rel\|fault\|rror\|FAIL" | sed 's/RWKV-7 prefill fwd //; s/ (rel err \(.......\).*/ \1/'
