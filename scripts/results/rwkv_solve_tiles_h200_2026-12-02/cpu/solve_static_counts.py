@@ -21,9 +21,10 @@ P = importlib.import_module("ptxas_report")
 
 TYPES = {n: "*bf16" for n in ("q", "k", "a", "b", "Qe", "P", "Ae", "Bo", "Ke")} | {
     "scale": "fp32", "T": "i32", "NT": "i32", "SIZE_CLASS": "i32"}
-# (K, BT, BK, warps): the autotuner's picks on the H200 (chunk 16: BK 32 at K = 64, BK 64 at K = 128; chunk 64: BK 16
-# at 4 warps) and the chunk-16 tile it picked before (BK 16, 4 warps)
-TILES = ((64, 16, 32, 4), (64, 16, 16, 4), (128, 16, 64, 4), (64, 32, 16, 4), (64, 64, 16, 4), (64, 64, 16, 8))
+# (K, BT, BK, warps, maxnreg): the autotuner's picks on the H200 (chunk 16: BK 32 at K = 64, BK 64 at K = 128; chunk 64:
+# BK 16 at 4 warps), the chunk-16 tile it picked before (BK 16, 4 warps) and the chunk-16 tiles NOTES 57 offers
+TILES = ((64, 16, 32, 4, None), (64, 16, 16, 4, None), (128, 16, 64, 4, None), (64, 32, 16, 4, None), (64, 64, 16, 4, None),
+         (64, 64, 16, 8, None), (64, 16, 32, 2, None), (128, 16, 64, 2, None), (64, 16, 32, 1, None))
 INT_OPS = ("IMAD", "IADD3", "LOP3", "SHF", "SEL", "LEA", "ISETP", "VIADD", "SGXT", "PRMT")
 
 
@@ -35,14 +36,15 @@ def per_program(total, loops, trips):
                  for ops in (("BAR",), tuple(total), ("MUFU",)))
 
 
-print("| K | BT | BK | warps | registers | spills (B) | static instructions (integer) | per program | MUFU per program "
-      "| barriers per program |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for K, BT, BK, warps in TILES:
+print("| K | BT | BK | warps | maxnreg | registers | spills (B) | static instructions (integer) | per program | MUFU per program "
+      "| barriers per program | warp instructions per chunk |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for K, BT, BK, warps, cap in TILES:
     consts = dict(H=16, K=K, BT=BT, IS_FP32=False, BC=16, FUSED=True, SAVE_LM=False, BK=BK, BLOCK_INV=False)
-    regs, spills, cubin = P.compile_sm90(m._delta_rule_chunk_solve, TYPES, consts, warps, 2, None)
+    regs, spills, cubin = P.compile_sm90(m._delta_rule_chunk_solve, TYPES, consts, warps, 2, cap)
     total, loops = P.sass_loops(P.disassemble(cubin))
     bars, instrs, mufu = per_program(total, loops, -(-K // BK))
     n_int = sum(total[o] for o in INT_OPS)
-    print(f"| {K} | {BT} | {BK} | {warps} | {regs} | {spills} | {sum(total.values())} ({n_int}) | {instrs} | {mufu} | {bars} |",
+    row = (K, BT, BK, warps, cap or "", regs, spills, f"{sum(total.values())} ({n_int})", instrs, mufu, bars, instrs * warps)
+    print("| " + " | ".join(map(str, row)) + " |",
           flush=True)
