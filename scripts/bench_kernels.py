@@ -768,9 +768,9 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
     def ours():
         return fused_recurrent_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True)
 
-    def chunked(bt, fuse=False, walk_dtype=None, block_inverse=False):
+    def chunked(bt, fuse=False, walk_dtype=None, block_inverse=False, group=1):
         return lambda: chunk_delta_rule_fwd(q, k, v, g, a, b, 1.0, None, True, bt, fuse_scores=fuse, walk_dtype=walk_dtype,
-                                            block_inverse=block_inverse)
+                                            block_inverse=block_inverse, scores_skip_group=group)
 
     def chk(fn):
         o, s = fn()
@@ -790,6 +790,9 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
     # the chunk-64 solve's inverse by 16 × 16 blocks (kernels/NOTES.md 54), fp32 and lean walk
     entries += [(f"ours chunked BT=64 fused, block inverse{name}", chunked(64, True, wd, True),
                  lambda wd=wd: chk(chunked(64, True, wd, True)), BF16_TOL, True) for name, wd in (("", None), (", lean walk", bf))]
+    # the scores kernel testing eight chunks per program from one load (kernels/NOTES.md 56, 57), lean walk
+    entries += [(f"ours chunked BT={bt} fused, lean walk, skip group 8", chunked(bt, True, bf, False, 8),
+                 lambda bt=bt: chk(chunked(bt, True, bf, False, 8)), BF16_TOL, True) for bt in (16, 64)]
     entries.append(("ours fused_recurrent", ours, lambda: chk(ours), BF16_TOL, True))
 
     def dispatched():  # what a student's no-grad prefill runs: the public op, chunk length left to it

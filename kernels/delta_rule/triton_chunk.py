@@ -392,27 +392,16 @@ def _chunk_scores(
     return acc_ab, acc_ak, acc_qb, acc_qk
 
 
-@triton.autotune(
-    configs=_configs("scores"), key=["K", "BT", "IS_FP32", "SKIP_FACTORED", "SIZE_CLASS"],
-    prune_configs_by={"early_config_prune": _by_precision("scores")},
-)
-@triton.jit(do_not_specialize=["T", "NT", "SIZE_CLASS"])
-def _delta_rule_chunk_scores(
-    q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT,
+@triton.jit
+def _sub_chunk_scores(
+    q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT, i_c, i_n, i_bh,
     H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BKD: tl.constexpr,
-    IS_FP32: tl.constexpr, SKIP_FACTORED: tl.constexpr = False,
-    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
 ):
-    i_c, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    """Sub-chunk ``i_c`` of chunk ``i_n``: its rows of the four scores, the diagonal block of ``A_ab`` inverted."""
     i_b, i_h = (i_bh // H).to(tl.int64), i_bh % H
     TP = NT * BT
     o_c = tl.arange(0, BC)
     r0 = i_n * BT + i_c * BC  # time of the sub-chunk's first row
-    if r0 >= T:  # padding only (the last chunk's tail): every reader masks rows ≥ T
-        return
-    if SKIP_FACTORED:  # the fused solve forms the scores of every chunk within FACTORED_RANGE itself
-        if _chunk_decay_range(G, (i_b * TP + i_n * BT + BT - 1) * H + i_h, K, BK) <= FACTORED_RANGE:
-            return
     t_i = r0 + o_c
     m_i = t_i < T
     row_x = (i_b * T + t_i) * H + i_h  # rows of this sub-chunk in the [B·T·H, K] views of q, k, a, b
@@ -458,6 +447,45 @@ def _delta_rule_chunk_scores(
     tl.store(A_ak + p_blk, acc_ak)
     tl.store(Q_b + p_blk, acc_qb)
     tl.store(Q_k + p_blk, acc_qk)
+
+
+@triton.autotune(
+    configs=_configs("scores"), key=["K", "BT", "IS_FP32", "SKIP_FACTORED", "SKIP_GROUP", "SIZE_CLASS"],
+    prune_configs_by={"early_config_prune": _by_precision("scores")},
+)
+@triton.jit(do_not_specialize=["T", "NT", "SIZE_CLASS"])
+def _delta_rule_chunk_scores(
+    q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT,
+    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BKD: tl.constexpr,
+    IS_FP32: tl.constexpr, SKIP_FACTORED: tl.constexpr = False, SKIP_GROUP: tl.constexpr = 1,
+    SIZE_CLASS=0,  # autotune key only: kernels._dispatch.size_class
+):
+    i_c, i_g, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = (i_bh // H).to(tl.int64), i_bh % H
+    if SKIP_GROUP > 1:
+        # Opt-in (chunk_delta_rule_fwd's scores_skip_group, with fuse_scores; kernels/NOTES.md 56, 57): the fused solve
+        # forms the scores of every chunk within FACTORED_RANGE itself, so this kernel mostly tests a decay range and
+        # leaves. A program tests SKIP_GROUP chunks from one [SKIP_GROUP, BK] load per K block (one load latency for
+        # the group; a load per chunk in turn was slower than a program per chunk), then forms the rest in turn.
+        o_g = tl.arange(0, SKIP_GROUP)
+        n_g = i_g * SKIP_GROUP + o_g
+        d_g = tl.zeros([SKIP_GROUP], dtype=tl.float32)
+        rows = (i_b * NT * BT + n_g * BT + BT - 1) * H + i_h  # each chunk's last row of G
+        for i_k in range(tl.cdiv(K, BK)):
+            o_k = i_k * BK + tl.arange(0, BK)
+            b_G = tl.load(G + rows[:, None] * K + o_k[None, :], mask=(n_g < NT)[:, None] & (o_k < K)[None, :], other=0.0)
+            d_g = tl.maximum(d_g, tl.max(-b_G, axis=1))
+        for j in range(SKIP_GROUP):
+            i_n = i_g * SKIP_GROUP + j
+            if i_n * BT + i_c * BC < T:  # rows past T are padding only: every reader masks them
+                if tl.max(tl.where(o_g == j, d_g, 0.0), axis=0) > FACTORED_RANGE:
+                    _sub_chunk_scores(q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT, i_c, i_n, i_bh, H, K, BT, BC, BK, BKD)
+    elif i_g * BT + i_c * BC < T:  # rows past T are padding only: every reader masks them
+        if SKIP_FACTORED:  # the fused solve forms the scores of every chunk within FACTORED_RANGE itself
+            if _chunk_decay_range(G, (i_b * NT * BT + i_g * BT + BT - 1) * H + i_h, K, BK) > FACTORED_RANGE:
+                _sub_chunk_scores(q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT, i_c, i_g, i_bh, H, K, BT, BC, BK, BKD)
+        else:
+            _sub_chunk_scores(q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT, i_c, i_g, i_bh, H, K, BT, BC, BK, BKD)
 
 
 @triton.jit
@@ -663,8 +691,12 @@ def chunk_delta_rule_fwd(
     fuse_scores: bool = False,
     walk_dtype: torch.dtype | None = None,
     block_inverse: bool = False,
+    scores_skip_group: int = 1,
 ) -> tuple[Tensor, Tensor | None]:
     """The forward launches alone (no autograd). Arguments and returns as :func:`triton_chunk_delta_rule`.
+
+    ``scores_skip_group`` (with ``fuse_scores``; 1, the default, or a power of 2 up to 64; not yet timed, NOTES 57):
+    each program of the scores kernel tests that many chunks' decay ranges from one load, instead of one chunk.
 
     ``block_inverse`` (chunk 64 with ``fuse_scores`` only; off by default, not yet timed on a GPU): the fused solve
     inverts ``I − A_ab`` by 16 × 16 blocks (:func:`_block_inverse_64`) instead of eight ``[64, 64]`` products.
@@ -686,6 +718,8 @@ def chunk_delta_rule_fwd(
         raise ValueError(f"chunk_delta_rule: K={K} > {MAX_K}; the state walk holds all of K in one program")
     if chunk_size not in CHUNKS:
         raise ValueError(f"chunk_delta_rule: chunk_size={chunk_size}; the Triton kernels take one of {CHUNKS}")
+    if scores_skip_group not in (1, 2, 4, 8, 16, 32, 64):
+        raise ValueError(f"chunk_delta_rule: scores_skip_group={scores_skip_group}; take a power of 2 from 1 to 64")
     if initial_state is not None and initial_state.shape != (B, H, K, V):
         raise ValueError(f"chunk_delta_rule: initial_state {tuple(initial_state.shape)} must be [B, H, K, V] = {(B, H, K, V)}")
     out_dtype = v.dtype
@@ -713,10 +747,11 @@ def chunk_delta_rule_fwd(
     h = torch.empty(BH, NT, K, V, device=dev, dtype=q.dtype)
     Ls, Ms = torch.empty(2, BH, NT, BT, BT, device=dev, dtype=f32).unbind(0) if saved is not None else (A_ab, A_ak)
     if NT:
-        _delta_rule_chunk_scores[(BT // SUB_CHUNK, NT, BH)](
+        group = scores_skip_group if fuse_scores else 1
+        _delta_rule_chunk_scores[(BT // SUB_CHUNK, cdiv(NT, group), BH)](
             q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, T, NT, SIZE_CLASS=size_class(NT * BH), H=H, K=K, BT=BT, BC=SUB_CHUNK,
             BKD=16, IS_FP32=IS_FP32,
-            SKIP_FACTORED=fuse_scores,
+            SKIP_FACTORED=fuse_scores, SKIP_GROUP=group,
         )
         _delta_rule_chunk_solve[(NT, BH)](
             q, k, a, b, G, A_ab, A_ak, Q_b, Q_k, Ae, Bo, Ke, Qe, P, Ls, Ms, float(scale), T, NT,

@@ -145,6 +145,8 @@ def test_rejects_bad_arguments(device):
         chunk_delta_rule_fwd(big, big, v, big, big, big)
     with pytest.raises(ValueError, match="chunk_size=8"):
         chunk_delta_rule_fwd(q, k, v, g, a, b, chunk_size=8)
+    with pytest.raises(ValueError, match="scores_skip_group=3"):
+        chunk_delta_rule_fwd(q, k, v, g, a, b, scores_skip_group=3)
     with pytest.raises(ValueError, match="initial_state"):
         chunk_delta_rule_fwd(q, k, v, g, a, b, initial_state=torch.zeros(1, 1, 12, 21, device=device))
     with pytest.raises(ValueError, match="b "):
@@ -293,23 +295,26 @@ def test_lean_walk(chunk_size, gpu_tile, device):
 
 @pytest.mark.parametrize("chunk_size", chunk.FUSED_CHUNKS)
 @pytest.mark.parametrize("saved", [False, True])
-def test_fused_scores_in_bounds(chunk_size, saved):
+@pytest.mark.parametrize("group", [1, 2, 8])
+def test_fused_scores_in_bounds(chunk_size, saved, group):
     """``fuse_scores`` inside NaN guard bands (the interpreter's configs): chunks formed in the solve leave their
     score blocks unread (and write Q_b when the backward's intermediates are kept); weak decays (every chunk formed)
-    and strong ones (none) in one batch."""
+    and strong ones (none) in one batch, and one sequence with a strong chunk between weak ones. ``group``: chunks
+    tested per program of the scores kernel (``scores_skip_group``; 2 splits the three chunks over two programs)."""
     dev = torch.device("cpu")
-    B, H, K, V = 2, 2, 12, 20
+    B, H, K, V = 3, 2, 12, 20
     T = 2 * chunk_size + 3
     inputs = [t.detach() for t in _inputs(B, T, H, K, V, True, dev)]
     inputs[3][1] = -5.0 + 0.5 * torch.rand_like(inputs[3][1])  # the second sequence's chunks span ≥ 64
+    inputs[3][2, chunk_size:2 * chunk_size] = -5.0 + 0.5 * torch.rand_like(inputs[3][2, chunk_size:2 * chunk_size])
     o_ref, h_ref = naive_recurrent_delta_rule(*inputs[:6], SCALE, inputs[6])
     guards = Guards()
     with guards.allocations():
         o, hT = chunk_delta_rule_fwd(
             *map(guards, inputs[:6]), SCALE, guards(inputs[6]), True, chunk_size, saved={} if saved else None,
-            fuse_scores=True,
+            fuse_scores=True, scores_skip_group=group,
         )
-    guards.check(f"fused scores, chunk {chunk_size}")
+    guards.check(f"fused scores, chunk {chunk_size}, group {group}")
     assert_close("o", o, o_ref, FP32_TOL)
     assert_close("final", hT, h_ref, FP32_TOL)
 
