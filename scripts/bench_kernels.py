@@ -790,7 +790,8 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
     # the chunk-64 solve's inverse by 16 × 16 blocks (kernels/NOTES.md 54), fp32 and lean walk
     entries += [(f"ours chunked BT=64 fused, block inverse{name}", chunked(64, True, wd, True),
                  lambda wd=wd: chk(chunked(64, True, wd, True)), BF16_TOL, True) for name, wd in (("", None), (", lean walk", bf))]
-    # the scores kernel testing eight chunks per program from one load (kernels/NOTES.md 56, 57), lean walk
+    # the scores kernel testing eight chunks per program from one load (kernels/NOTES.md 57, the default since 58; the
+    # rows above pass one chunk per program, as before it), lean walk
     entries += [(f"ours chunked BT={bt} fused, lean walk, skip group 8", chunked(bt, True, bf, False, 8),
                  lambda bt=bt: chk(chunked(bt, True, bf, False, 8)), BF16_TOL, True) for bt in (16, 64)]
     entries.append(("ours fused_recurrent", ours, lambda: chk(ours), BF16_TOL, True))

@@ -12,7 +12,8 @@ dq/dk kernel's diagonal blocks row by row, as before kernels/NOTES.md 43), ``fla
 chunk_gla, the peer), ``ssd`` (chunk_ssd), ``delta`` (chunk_delta_rule, the chunk left to it), ``delta-16`` / ``delta-32`` /
 ``delta-64`` (its chunked forward at that chunk, scores fused into the solve), ``delta-16-lean`` / ``delta-64-lean``
 (the same, forward only, the walk on bf16 operands), ``delta-64-blockinv`` (chunk 64 lean, inverse by 16 × 16 blocks),
-``delta-16-lean-skip8`` (chunk 16 lean, the scores kernel testing eight chunks per program), ``delta-walk`` (its
+``delta-16-lean-skip1`` (chunk 16 lean, the scores kernel testing one chunk per program instead of the default
+eight), ``delta-walk`` (its
 fused-recurrent forward), ``fla-rwkv7`` (fla's chunk_rwkv7, the peer), ``fla-rwkv7-bounded`` (the same with the log-decay's bound,
 as fla's RWKV7 layer calls it: tensor-core scores, chunks of 64). ``--shape`` is B,T,H,D (K = V = D).
 """
@@ -36,7 +37,7 @@ from kernels.gla.triton_chunk import triton_chunk_gla  # noqa: E402
 from kernels.ssd import chunk_ssd  # noqa: E402
 
 DELTA_OPS = ("delta", "delta-16", "delta-32", "delta-64", "delta-16-lean", "delta-64-lean", "delta-64-blockinv",
-             "delta-16-lean-skip8", "delta-walk", "fla-rwkv7", "fla-rwkv7-bounded")
+             "delta-16-lean-skip1", "delta-walk", "fla-rwkv7", "fla-rwkv7-bounded")
 
 
 def make_call(op: str, B: int, T: int, H: int, D: int, backward: bool):
@@ -80,9 +81,9 @@ def make_call(op: str, B: int, T: int, H: int, D: int, backward: bool):
         elif op == "delta-64-blockinv":  # the chunk-64 inverse by 16 × 16 blocks, lean walk (kernels/NOTES.md 54)
             fn = lambda *x: chunk_delta_rule_fwd(*x, 1.0, None, False, 64, fuse_scores=True, walk_dtype=bf,  # noqa: E731
                                                  block_inverse=True)[0]
-        elif op == "delta-16-lean-skip8":  # the scores kernel testing eight chunks per program (kernels/NOTES.md 57)
+        elif op == "delta-16-lean-skip1":  # the scores kernel testing one chunk per program (before kernels/NOTES.md 58)
             fn = lambda *x: chunk_delta_rule_fwd(*x, 1.0, None, False, 16, fuse_scores=True, walk_dtype=bf,  # noqa: E731
-                                                 scores_skip_group=8)[0]
+                                                 scores_skip_group=1)[0]
         elif op.endswith("-lean"):  # the walk on bf16 operands (forward only, kernels/NOTES.md 53)
             bt = int(op.split("-")[1])
             fn = lambda *x: chunk_delta_rule_fwd(*x, 1.0, None, False, bt, fuse_scores=True, walk_dtype=bf)[0]  # noqa: E731

@@ -95,20 +95,19 @@ FACTORED_RANGE = tl.constexpr(40.0)
 _MAX_STATE_TILE = 8192  # fp32 state elements (BK · BV) per program of the walk
 # A lean walk (16-bit Ã, b̄, k_eff) launches a fixed tile, past the autotuner (kernels/NOTES.md 54): on the H200
 # (triton 3.6) its walk at chunk 64 with Ã S on bf16 operands hit illegal memory accesses while the autotuner chose
-# among tiles and gave inf at B·H ≥ 128 with a fixed one; Ã S is tf32 at chunk 64 since, and the fixed tiles are the
-# ones measured with it. BV = 32 at 8 warps (what the autotuner picked at B·H = 128: 848 µs at B=8 T=2048 H=16 K=V=64,
-# chunk 16), and BV = 64 from LEAN_WALK_WIDE_BH batch·heads at chunks 16 and 32 (1519 µs against 1690 with BV = 32
-# at B·H = 256, chunk 16), where V / 64 · B·H programs still fill the SMs. Both keep BK · BV ≤ _MAX_STATE_TILE.
-LEAN_WALK_TILE = {"BV": 32, "num_warps": 8, "num_stages": 2}
-LEAN_WALK_WIDE_BH = 256
+# among tiles and gave inf at B·H ≥ 128 with a fixed one; Ã S is tf32 at chunk 64 since. The tiles are those a sweep
+# picked (NOTES 58, each tile's forward checked against the reference before it was timed; bf16, T=2048 H=16
+# K=V=64): 4 warps and 3 stages everywhere (8 warps at 2 stages had cost 10-20 %), BV = 64 below chunk 64 (B=16
+# chunk 16: 1034.7 → 899.9 µs; B=8: 610.2 → 508.5) and BV = 16 at chunk 64 (B=1 T=4096: 341.4 → 260.5; B=4: 433.5
+# → 397.8), BV = 32 where K > 128 keeps BK · BV ≤ _MAX_STATE_TILE.
+LEAN_WALK_TILE = {"num_warps": 4, "num_stages": 3}
 
 
 def lean_walk_tile(batch_heads: int, K: int, BT: int) -> dict:
-    """The lean walk's launch: :data:`LEAN_WALK_TILE`, its V block widened to 64 at :data:`LEAN_WALK_WIDE_BH` or more
-    batch·heads for K ≤ 128 and chunks of 16 or 32 (chunk 64 with BV = 64 was not measured)."""
-    if batch_heads >= LEAN_WALK_WIDE_BH and K <= 128 and BT < 64:
-        return {**LEAN_WALK_TILE, "BV": 64}
-    return LEAN_WALK_TILE
+    """The lean walk's launch: :data:`LEAN_WALK_TILE` with BV = 16 at chunk 64, else 64 for K ≤ 128 and 32 above
+    (``batch_heads`` is kept for a tile that depends on it; none does since NOTES 58)."""
+    bv = 16 if BT == 64 else (64 if K <= 128 else 32)
+    return {**LEAN_WALK_TILE, "BV": bv}
 
 # Autotune keys hold every constexpr that changes a kernel's work (FUSED, SAVE_LM, SKIP_FACTORED): a key without
 # them let the split solve's tile serve the fused one, whichever ran first (kernels/NOTES.md 46).
@@ -691,12 +690,14 @@ def chunk_delta_rule_fwd(
     fuse_scores: bool = False,
     walk_dtype: torch.dtype | None = None,
     block_inverse: bool = False,
-    scores_skip_group: int = 1,
+    scores_skip_group: int = 8,
 ) -> tuple[Tensor, Tensor | None]:
     """The forward launches alone (no autograd). Arguments and returns as :func:`triton_chunk_delta_rule`.
 
-    ``scores_skip_group`` (with ``fuse_scores``; 1, the default, or a power of 2 up to 64; not yet timed, NOTES 57):
-    each program of the scores kernel tests that many chunks' decay ranges from one load, instead of one chunk.
+    ``scores_skip_group`` (with ``fuse_scores``; a power of 2 up to 64, 8 by default): each program of the scores
+    kernel tests that many chunks' decay ranges from one ``[group, K]`` load, instead of one chunk per program. On
+    the H200 (NOTES 58; bf16, T=2048 H=16 K=V=64, chunk 16, lean walk) 8 took the scores kernel from 47.4 to 25.9 µs
+    and the forward from 1056.6 to 1039.8 µs at B=16 (620.2 → 614.0 at B=8).
 
     ``block_inverse`` (chunk 64 with ``fuse_scores`` only; off by default, not yet timed on a GPU): the fused solve
     inverts ``I − A_ab`` by 16 × 16 blocks (:func:`_block_inverse_64`) instead of eight ``[64, 64]`` products.
