@@ -46,10 +46,17 @@ def ptxas_usage(kernel, types: dict, constexprs: dict, num_warps: int, num_stage
     return compile_sm90(kernel, types, constexprs, num_warps, num_stages)[:2]
 
 
-def compile_sm90(kernel, types: dict, constexprs: dict, num_warps: int, num_stages: int,
-                 maxnreg: int | None = None) -> tuple[int, int, bytes]:
-    """(registers per thread, spill-store bytes, cubin) of ``kernel`` for sm_90a, through ptxas ``-v``;
-    ``maxnreg`` caps the registers per thread as a config's ``maxnreg`` does."""
+# Shared memory a block may take on the H100 / H200 (227 KB, opted into past the default 48 KB, as Triton does): a
+# launch asking for more fails with OutOfResources, which the autotuner survives and a fixed tile does not.
+SM90_MAX_SHARED = 227 * 1024
+
+
+def shared_bytes_sm90(kernel, types: dict, constexprs: dict, num_warps: int, num_stages: int) -> int:
+    """Bytes of shared memory a launch of ``kernel`` asks for on sm_90a (Triton's compile, no GPU needed)."""
+    return _triton_compile(kernel, types, constexprs, num_warps, num_stages, None).metadata.shared
+
+
+def _triton_compile(kernel, types: dict, constexprs: dict, num_warps: int, num_stages: int, maxnreg: int | None):
     fn = kernel
     while not isinstance(fn, JITFunction):  # an autotuner (or heuristics) wraps the jit function
         fn = fn.fn
@@ -59,8 +66,15 @@ def compile_sm90(kernel, types: dict, constexprs: dict, num_warps: int, num_stag
     # Every pointer 16-byte aligned, as a launch marks a torch tensor's (Triton's "D" specialization): without it
     # the compiler may not vectorize any load or store, and the counts are not those of the kernel that runs.
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names) if signature[n].startswith("*")}
-    compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs), target=TARGET,
-                              options={"num_warps": num_warps, "num_stages": num_stages, "maxnreg": maxnreg})
+    return triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs), target=TARGET,
+                          options={"num_warps": num_warps, "num_stages": num_stages, "maxnreg": maxnreg})
+
+
+def compile_sm90(kernel, types: dict, constexprs: dict, num_warps: int, num_stages: int,
+                 maxnreg: int | None = None) -> tuple[int, int, bytes]:
+    """(registers per thread, spill-store bytes, cubin) of ``kernel`` for sm_90a, through ptxas ``-v``;
+    ``maxnreg`` caps the registers per thread as a config's ``maxnreg`` does."""
+    compiled = _triton_compile(kernel, types, constexprs, num_warps, num_stages, maxnreg)
     with tempfile.TemporaryDirectory() as d:
         ptx = Path(d, "k.ptx")
         ptx.write_text(compiled.asm["ptx"])

@@ -95,19 +95,23 @@ FACTORED_RANGE = tl.constexpr(40.0)
 _MAX_STATE_TILE = 8192  # fp32 state elements (BK · BV) per program of the walk
 # A lean walk (16-bit Ã, b̄, k_eff) launches a fixed tile, past the autotuner (kernels/NOTES.md 54): on the H200
 # (triton 3.6) its walk at chunk 64 with Ã S on bf16 operands hit illegal memory accesses while the autotuner chose
-# among tiles and gave inf at B·H ≥ 128 with a fixed one; Ã S is tf32 at chunk 64 since. The tiles are those a sweep
-# picked (NOTES 58, each tile's forward checked against the reference before it was timed; bf16, T=2048 H=16
-# K=V=64): 4 warps and 3 stages everywhere (8 warps at 2 stages had cost 10-20 %), BV = 64 below chunk 64 (B=16
+# among tiles and gave inf at B·H ≥ 128 with a fixed one; Ã S is tf32 at chunk 64 since. The tiles up to K = 128
+# are those a sweep picked (NOTES 58, each tile's forward checked against the reference before it was timed; bf16,
+# T=2048 H=16 K=V=64): 4 warps and 3 stages (8 warps at 2 stages had cost 10-20 %), BV = 64 below chunk 64 (B=16
 # chunk 16: 1034.7 → 899.9 µs; B=8: 610.2 → 508.5) and BV = 16 at chunk 64 (B=1 T=4096: 341.4 → 260.5; B=4: 433.5
-# → 397.8), BV = 32 where K > 128 keeps BK · BV ≤ _MAX_STATE_TILE.
+# → 397.8). Above K = 128 (BK = 256, not swept) the tile of before: 3 stages of BV = 16 at chunk 64 would take
+# 248 KB of shared memory, past the 227 KB a Hopper block may have (tests: every tile is compiled and measured).
 LEAN_WALK_TILE = {"num_warps": 4, "num_stages": 3}
+LEAN_WALK_TILE_WIDE_K = {"BV": 32, "num_warps": 8, "num_stages": 2}
 
 
 def lean_walk_tile(batch_heads: int, K: int, BT: int) -> dict:
-    """The lean walk's launch: :data:`LEAN_WALK_TILE` with BV = 16 at chunk 64, else 64 for K ≤ 128 and 32 above
-    (``batch_heads`` is kept for a tile that depends on it; none does since NOTES 58)."""
-    bv = 16 if BT == 64 else (64 if K <= 128 else 32)
-    return {**LEAN_WALK_TILE, "BV": bv}
+    """The lean walk's launch: up to K = 128 :data:`LEAN_WALK_TILE` with BV = 16 at chunk 64 and 64 below it;
+    above, :data:`LEAN_WALK_TILE_WIDE_K` (``batch_heads`` is kept for a tile that depends on it; none does since
+    NOTES 58)."""
+    if K > 128:
+        return dict(LEAN_WALK_TILE_WIDE_K)
+    return {**LEAN_WALK_TILE, "BV": 16 if BT == 64 else 64}
 
 # Autotune keys hold every constexpr that changes a kernel's work (FUSED, SAVE_LM, SKIP_FACTORED): a key without
 # them let the split solve's tile serve the fused one, whichever ran first (kernels/NOTES.md 46).

@@ -114,3 +114,34 @@ def test_pointers_aligned_as_a_launch_marks_them():
     assert out.returncode == 0, out.stderr[-2000:]
     accesses = out.stdout.split()
     assert "LDG.E.128" in accesses and "STG.E.128" in accesses, accesses
+
+
+LEAN_WALK_SNIPPET = """
+import importlib.util, triton
+spec = importlib.util.spec_from_file_location("ptxas_report", "scripts/ptxas_report.py")
+rep = importlib.util.module_from_spec(spec); spec.loader.exec_module(rep)
+from kernels.delta_rule import triton_chunk as m
+bf = "*bf16"
+types = {n: bf for n in ("v", "h", "Ae", "Bo", "Ke")} | {"T": "i32", "NT": "i32", "BH_BUCKET": "i32"}
+for K in (64, 128, 256):
+    for BT in m.CHUNKS:
+        tile = m.lean_walk_tile(256, K, BT)
+        consts = dict(H=16, K=K, V=64, BT=BT, BK=triton.next_power_of_2(K), BV=tile["BV"], HAS_H0=True,
+                      STORE_FINAL=True, IS_FP32=False)
+        shared = rep.shared_bytes_sm90(m._delta_rule_chunk_states, types, consts, tile["num_warps"], tile["num_stages"])
+        print(K, BT, shared, rep.SM90_MAX_SHARED)
+"""
+
+
+def test_lean_walk_tiles_fit_in_shared_memory():
+    """The lean walk launches a fixed tile past the autotuner (kernels/NOTES.md 54, 58), so a tile that asks for more
+    shared memory than a Hopper block may have fails the launch instead of being skipped: compiled for sm_90 here,
+    every chunk length's tile at K = 64, 128 and 256 (3 stages of BV = 16 at K = 256, chunk 64, would take 248 KB)."""
+    env = dict(os.environ, TRITON_INTERPRET="0", PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", LEAN_WALK_SNIPPET], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [tuple(map(int, line.split())) for line in out.stdout.splitlines()]
+    assert len(rows) == 9, out.stdout
+    over = [(K, BT, shared) for K, BT, shared, cap in rows if shared > cap]
+    assert not over, f"lean walk tiles past the shared-memory cap ({rows[0][3]} bytes): {over}"
