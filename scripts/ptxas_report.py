@@ -145,9 +145,10 @@ def fmt_sass(sass: str, top: int = 6) -> str:
 
 
 def _row(name, kernel, types, consts, K, BT, tile, stages, sass) -> str:
-    meta, warps, *cap = tile
-    regs, spills, cubin = compile_sm90(kernel, types, consts | meta, warps, stages, cap[0] if cap else None)
-    tile_text = f"{meta} maxnreg={cap[0]}" if cap else f"{meta}"
+    meta, warps, *opts = tile
+    opts = opts[0] if opts else {}
+    regs, spills, cubin = compile_sm90(kernel, types, consts | meta, warps, opts.get("num_stages", stages), opts.get("maxnreg"))
+    tile_text = " ".join([f"{meta}", *(f"{k}={v}" for k, v in opts.items())])
     row = f"| {name} | {K} | {BT} | {tile_text} | {warps} | {regs} | {spills} |"
     return row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
 

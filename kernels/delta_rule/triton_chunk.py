@@ -113,6 +113,10 @@ def lean_walk_tile(batch_heads: int, K: int, BT: int) -> dict:
         return dict(LEAN_WALK_TILE_WIDE_K)
     return {**LEAN_WALK_TILE, "BV": 16 if BT == 64 else 64}
 
+# 4 warps, 3 stages: the state walks' tiles from the lean walk's sweep (NOTES 58), offered to the autotuned walks
+WALK_TILES_3_STAGES = (({"BV": 64}, 4), ({"BV": 16}, 4, {"num_stages": 3}), ({"BV": 32}, 4, {"num_stages": 3}),
+                       ({"BV": 64}, 4, {"num_stages": 3}))
+
 # Autotune keys hold every constexpr that changes a kernel's work (FUSED, SAVE_LM, SKIP_FACTORED): a key without
 # them let the split solve's tile serve the fused one, whichever ran first (kernels/NOTES.md 46).
 # GPU configs of each kernel, (meta-parameters, num_warps) each: those autotuned for 16-bit inputs (tensor-core
@@ -122,7 +126,7 @@ _TILES = {
     # BK = 64 at 4 warps spills at K = 128; these take 102-158 registers. Both kernels are latency-bound since
     # NOTES 37 (~27 % of issue peak at 12 and 8 resident warps per SM): the third tile caps registers at 128 for
     # 16 warps per SM, at the price of 72 (scores) and 136 bytes (solve, BT = 32) of spills; the autotuner decides
-    "scores": ((({"BK": 32}, 4), ({"BK": 64}, 8), ({"BK": 32}, 4, 128)), ({"BK": 32}, 8)),
+    "scores": ((({"BK": 32}, 4), ({"BK": 64}, 8), ({"BK": 32}, 4, {"maxnreg": 128})), ({"BK": 32}, 8)),
     # the solve keeps two [BT, BT] fp32 matrices live across its K loops: at BT = 32 these take 184-242 registers,
     # at BT = 64 every 16-bit config tried spills (0.3-1.3 KB). BK = 16 at 8 warps: 128 registers and no spills at
     # BT = 32 (split) and BT = 16 (fused); 232 and none for the fused solve at BT = 32, K = 128 (NOTES 45)
@@ -132,12 +136,16 @@ _TILES = {
     # Offered since (NOTES 57, not yet timed): 2 warps, which issue 35-40 % fewer warp instructions per chunk (fewer
     # layout trips across warps) at the same warps per SM: BK = 32 at K = 64 (150 registers, six programs per SM) and
     # BK = 64 at K = 128 (185 registers, five), neither spilling
-    "solve": ((({"BK": 16}, 4), ({"BK": 32}, 8), ({"BK": 16}, 4, 128), ({"BK": 16}, 8), ({"BK": 32}, 4), ({"BK": 64}, 4),
+    "solve": ((({"BK": 16}, 4), ({"BK": 32}, 8), ({"BK": 16}, 4, {"maxnreg": 128}), ({"BK": 16}, 8), ({"BK": 32}, 4),
+               ({"BK": 64}, 4),
                ({"BK": 32}, 2), ({"BK": 64}, 2)),
               ({"BK": 16}, 8)),
     # the walk re-reads Ã, b_out and k_eff once per V block: wider blocks read less, narrower ones give more
-    # programs at small batch; BV = 64 only up to K = 128 (see _MAX_STATE_TILE)
-    "states": ((({"BV": 16}, 4), ({"BV": 32}, 4), ({"BV": 32}, 8), ({"BV": 64}, 8)), ({"BV": 16}, 8)),
+    # programs at small batch; BV = 64 only up to K = 128 (see _MAX_STATE_TILE). The 4-warp tiles at 3 stages and
+    # BV = 64 at 4 warps: what the lean walk's sweep picked (NOTES 58; a chain of dependent steps per program, bound
+    # by each step's latency), offered to the fp32 walk too (not yet timed). At K = 128, chunk 64, 3 stages ask for
+    # more shared memory than a Hopper block has, and the autotuner skips them.
+    "states": ((({"BV": 16}, 4), ({"BV": 32}, 4), ({"BV": 32}, 8), ({"BV": 64}, 8), *WALK_TILES_3_STAGES), ({"BV": 16}, 8)),
     "output": ((({"BK": 64, "BV": 64}, 4), ({"BK": 64, "BV": 128}, 8)), ({"BK": 32, "BV": 32}, 4)),
 }
 # fp32's IEEE products are FMA loops whose operands live in registers. Pipelined (num_stages = 2) their operands
@@ -152,8 +160,9 @@ _INTERPRETED = {"scores": {"BK": 16}, "solve": {"BK": 16}, "states": {"BV": 16},
 
 
 class TileTable:
-    """The configs of a family of kernels: per kernel name, the 16-bit tiles (autotuned, ``num_stages`` 2; a tile
-    may cap the registers per thread with a third entry, ``maxnreg``), the one fp32 tile (``num_stages`` 1) and the
+    """The configs of a family of kernels: per kernel name, the 16-bit tiles (autotuned, ``num_stages`` 2; a third
+    entry, a dict, sets other :class:`triton.Config` options: ``maxnreg`` or ``num_stages``), the one fp32 tile
+    (``num_stages`` 1) and the
     interpreter's tile; ``walks`` name the kernels that hold a ``[BK, BV]``
     fp32 state tile, pruned to at most ``_MAX_STATE_TILE`` elements. Shared by the forward and the backward."""
 
@@ -161,10 +170,10 @@ class TileTable:
         self.tiles, self.interpreted, self.walks = tiles, interpreted, walks
 
     def gpu_configs(self, kernel: str, fp32: bool) -> list[triton.Config]:
-        """Each tile is (meta-parameters, num_warps) or (meta-parameters, num_warps, maxnreg)."""
+        """Each tile is (meta-parameters, num_warps) or (meta-parameters, num_warps, {option: value})."""
         tiles, one = self.tiles[kernel]
-        return [triton.Config(dict(meta), num_warps=w, num_stages=_STAGES[fp32], maxnreg=cap[0] if cap else None)
-                for meta, w, *cap in ([one] if fp32 else tiles)]
+        return [triton.Config(dict(meta), num_warps=w, **({"num_stages": _STAGES[fp32]} | (opts[0] if opts else {})))
+                for meta, w, *opts in ([one] if fp32 else tiles)]
 
     def configs(self, kernel: str, interpreted: bool | None = None) -> list[triton.Config]:
         if triton_interpreted() if interpreted is None else interpreted:

@@ -38,7 +38,7 @@ from torch.autograd.function import once_differentiable
 
 from kernels._dispatch import bh_bucket, cdiv, next_power_of_2, size_class
 from kernels.delta_rule.naive import _check
-from kernels.delta_rule.triton_chunk import FACTORED_RANGE, TileTable, chunk_delta_rule_fwd
+from kernels.delta_rule.triton_chunk import FACTORED_RANGE, WALK_TILES_3_STAGES, TileTable, chunk_delta_rule_fwd
 from kernels.gla.triton_chunk import _dot
 
 __all__ = ["ChunkDeltaRuleFunction", "chunk_delta_rule_bwd"]
@@ -46,7 +46,8 @@ __all__ = ["ChunkDeltaRuleFunction", "chunk_delta_rule_bwd"]
 # (meta-parameters, num_warps): those autotuned for 16-bit inputs, then the one fp32 inputs take. Registers per
 # config: scripts/ptxas_report.py (bwd_v spills in most of them, kernels/NOTES.md 35).
 _TILES = {
-    "dstates": ((({"BV": 16}, 4), ({"BV": 32}, 4), ({"BV": 32}, 8), ({"BV": 64}, 8)), ({"BV": 16}, 8)),
+    # the reverse walk, as the forward's (its 4-warp, 3-stage tiles offered from NOTES 58, not yet timed)
+    "dstates": ((({"BV": 16}, 4), ({"BV": 32}, 4), ({"BV": 32}, 8), ({"BV": 64}, 8), *WALK_TILES_3_STAGES), ({"BV": 16}, 8)),
     "bwd_v": ((({"BK": 32, "BV": 32}, 4), ({"BK": 64, "BV": 32}, 8), ({"BK": 32, "BV": 64}, 8)), ({"BK": 32, "BV": 32}, 8)),
     "bwd_k": ((({"BK": 32, "BV": 32}, 4), ({"BK": 64, "BV": 32}, 4), ({"BK": 64, "BV": 64}, 8)), ({"BK": 32, "BV": 32}, 4)),
 }
