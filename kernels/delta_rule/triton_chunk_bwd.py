@@ -37,6 +37,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from kernels._dispatch import bh_bucket, cdiv, next_power_of_2, size_class
+from kernels._triton_math import exp_ftz
 from kernels.delta_rule.naive import _check
 from kernels.delta_rule.triton_chunk import FACTORED_RANGE, WALK_TILES_3_STAGES, TileTable, chunk_delta_rule_fwd
 from kernels.gla.triton_chunk import _dot
@@ -226,14 +227,22 @@ def _delta_rule_chunk_bwd_k(
     t_i = r0 + o_c
     m_i = t_i < T
     m_ik = m_i[:, None] & m_k[None, :]
-    row_x = (i_b * T + t_i) * H + i_h
-    row_g = (i_b * TP + t_i) * H + i_h
-    row_o = i_bh.to(tl.int64) * TP + t_i
-    p_x = row_x[:, None] * K + o_k[None, :]
+    # The chunk's first row in each view as one 64-bit offset per program; within the chunk int32 offsets (rows
+    # H · K apart in q, k, a, b, G and the gradients, H · V in v and do, V in U and dR), so that no per-element
+    # address is 64-bit arithmetic (as the forward's solve, kernels/NOTES.md 56, 60). The originals stay for the
+    # diagonal's column-by-column path (_diagonal_column_and_row).
+    x0 = ((i_b * T + i_n * BT) * H + i_h) * K
+    g0 = ((i_b * TP + i_n * BT) * H + i_h) * K
+    v0 = ((i_b * T + i_n * BT) * H + i_h) * V
+    u0 = (i_bh.to(tl.int64) * TP + i_n * BT) * V
     p_blk = (i_bh.to(tl.int64) * NT + i_n) * BT * BT  # this chunk's [BT, BT] score gradients
-    b_G = tl.load(G + row_g[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.0)
-    b_Gx = tl.load(G + (row_g[:, None] - H) * K + o_k[None, :], mask=(i_c * BC + o_c > 0)[:, None] & m_k[None, :], other=0.0)
-    b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+    q_c, k_c, a_c, b_c, G_c = q + x0, k + x0, a + x0, b + x0, G + g0
+    dA_ab_c, dA_ak_c, dQ_b_c, dQ_k_c = dA_ab + p_blk, dA_ak + p_blk, dQ_b + p_blk, dQ_k + p_blk
+    s_i = i_c * BC + o_c  # this sub-chunk's rows within the chunk
+    p_x = s_i[:, None] * (H * K) + o_k[None, :]
+    b_G = tl.load(G_c + p_x, mask=m_k[None, :], other=0.0)
+    b_Gx = tl.load(G_c + p_x - H * K, mask=(s_i > 0)[:, None] & m_k[None, :], other=0.0)
+    b_Gl = tl.load(G_c + (BT - 1) * H * K + o_k, mask=m_k, other=0.0)
     # direct terms, summed over V: dr Sᵀ, dÕ Sᵀ, u dS'ᵀ, v dS'ᵀ (and Σ_v S ⊙ dS' once per chunk)
     acc_a = tl.zeros([BC, BK], dtype=tl.float32)
     acc_q = tl.zeros([BC, BK], dtype=tl.float32)
@@ -241,84 +250,84 @@ def _delta_rule_chunk_bwd_k(
     acc_k = tl.zeros([BC, BK], dtype=tl.float32)
     acc_w = tl.zeros([BK], dtype=tl.float32)
     p_h = (i_bh.to(tl.int64) * NT + i_n) * K * V
+    h_c, dh_c, U_c, dR_c, do_c, v_c = h + p_h, dh + p_h, U + u0, dR + u0, do + v0, v + v0
     for i_v in range(tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         m_iv = m_i[:, None] & m_v[None, :]
         # S and dS' as [BV, BK] (transposed)
-        p_hT = p_h + o_k[None, :] * V + o_v[:, None]
+        p_hT = o_k[None, :] * V + o_v[:, None]
         m_vk = m_v[:, None] & m_k[None, :]
-        b_sT = tl.load(h + p_hT, mask=m_vk, other=0.0).to(tl.float32)
-        b_dsT = tl.load(dh + p_hT, mask=m_vk, other=0.0)
-        p_uv = row_o[:, None] * V + o_v[None, :]
-        b_dr = tl.load(dR + p_uv, mask=m_v[None, :], other=0.0)
-        b_u = tl.load(U + p_uv, mask=m_v[None, :], other=0.0)
-        p_v = ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :]
-        b_dos = tl.load(do + p_v, mask=m_iv, other=0.0).to(tl.float32) * scale
-        b_v = tl.load(v + p_v, mask=m_iv, other=0.0).to(tl.float32)
+        b_sT = tl.load(h_c + p_hT, mask=m_vk, other=0.0).to(tl.float32)
+        b_dsT = tl.load(dh_c + p_hT, mask=m_vk, other=0.0)
+        p_uv = s_i[:, None] * V + o_v[None, :]
+        b_dr = tl.load(dR_c + p_uv, mask=m_v[None, :], other=0.0)
+        b_u = tl.load(U_c + p_uv, mask=m_v[None, :], other=0.0)
+        p_v = s_i[:, None] * (H * V) + o_v[None, :]
+        b_dos = tl.load(do_c + p_v, mask=m_iv, other=0.0).to(tl.float32) * scale
+        b_v = tl.load(v_c + p_v, mask=m_iv, other=0.0).to(tl.float32)
         acc_a += _dot(b_dr, b_sT, IS_FP32)
         acc_q += _dot(b_dos, b_sT, IS_FP32)
         acc_b += _dot(b_u, b_dsT, IS_FP32)
         acc_k += _dot(b_v, b_dsT, IS_FP32)
         if i_c == 0:
             acc_w += tl.sum(b_sT * b_dsT, axis=0)
-    b_q = tl.load(q + p_x, mask=m_ik, other=0.0).to(tl.float32)
-    b_k = tl.load(k + p_x, mask=m_ik, other=0.0).to(tl.float32)
-    b_a = tl.load(a + p_x, mask=m_ik, other=0.0).to(tl.float32)
-    b_b = tl.load(b + p_x, mask=m_ik, other=0.0).to(tl.float32)
-    e_out = tl.exp(b_Gl[None, :] - b_G)
+    b_q = tl.load(q_c + p_x, mask=m_ik, other=0.0).to(tl.float32)
+    b_k = tl.load(k_c + p_x, mask=m_ik, other=0.0).to(tl.float32)
+    b_a = tl.load(a_c + p_x, mask=m_ik, other=0.0).to(tl.float32)
+    b_b = tl.load(b_c + p_x, mask=m_ik, other=0.0).to(tl.float32)
+    e_out = exp_ftz(b_Gl[None, :] - b_G)
     b_dbt, b_dkt = acc_b, acc_k  # db̄, dk̄
-    b_da = acc_a * tl.exp(b_Gx)
-    b_dq = acc_q * tl.exp(b_G)
+    b_da = acc_a * exp_ftz(b_Gx)
+    b_dq = acc_q * exp_ftz(b_G)
     b_db = acc_b * e_out
     b_dk = acc_k * e_out
     # The diagonal block joins the products below while this sub-chunk's decay range (over this program's K block)
     # is at most FACTORED_RANGE, as in the forward's scores; past it, one column and one row at a time.
     rows, cols = o_c[:, None], o_c[None, :]
-    b_Gr = tl.load(G + ((i_b * TP + r0 - 1) * H + i_h) * K + o_k, mask=m_k & (i_c > 0), other=0.0)  # G⁻ at row r0
-    b_Ge = tl.load(G + ((i_b * TP + r0 + BC - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)  # G at its last row
+    b_Gr = tl.load(G_c + (i_c * BC - 1) * H * K + o_k, mask=m_k & (i_c > 0), other=0.0)  # G⁻ at row r0
+    b_Ge = tl.load(G_c + (i_c * BC + BC - 1) * H * K + o_k, mask=m_k, other=0.0)  # G at its last row
     n_diag = (tl.max(b_Gr - b_Ge, axis=0) <= FACTORED_RANGE).to(tl.int32)
     # rows of this sub-chunk against the columns of earlier sub-chunks (and its own), both factors referred to G_r
-    p_rows = p_blk + (i_c * BC + o_c)[:, None] * BT
+    p_rows = s_i[:, None] * BT
     acc_da = tl.zeros([BC, BK], dtype=tl.float32)
     acc_dq = tl.zeros([BC, BK], dtype=tl.float32)
     for j_c in range(i_c + n_diag):
-        t_j = i_n * BT + j_c * BC + o_c  # past T only on the diagonal or when this sub-chunk is padding only
-        m_jk = (t_j < T)[:, None] & m_k[None, :]
-        p_y = ((i_b * T + t_j[:, None]) * H + i_h) * K + o_k[None, :]
-        b_Gj = tl.load(G + ((i_b * TP + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
-        f = tl.exp(b_Gr[None, :] - b_Gj)
-        b_bj = tl.load(b + p_y, mask=m_jk, other=0.0).to(tl.float32) * f
-        b_kj = tl.load(k + p_y, mask=m_jk, other=0.0).to(tl.float32) * f
+        s_j = j_c * BC + o_c  # past T only on the diagonal or when this sub-chunk is padding only
+        m_jk = (i_n * BT + s_j < T)[:, None] & m_k[None, :]
+        p_y = s_j[:, None] * (H * K) + o_k[None, :]
+        b_Gj = tl.load(G_c + p_y, mask=m_k[None, :], other=0.0)
+        f = exp_ftz(b_Gr[None, :] - b_Gj)
+        b_bj = tl.load(b_c + p_y, mask=m_jk, other=0.0).to(tl.float32) * f
+        b_kj = tl.load(k_c + p_y, mask=m_jk, other=0.0).to(tl.float32) * f
         p_d = p_rows + j_c * BC + cols
         m_s, m_n = (j_c < i_c) | (cols < rows), (j_c < i_c) | (cols <= rows)  # strict (A) and inclusive (Q) entries
-        acc_da += _dot(tl.load(dA_ab + p_d, mask=m_s, other=0.0), b_bj, IS_FP32)
-        acc_da += _dot(tl.load(dA_ak + p_d, mask=m_s, other=0.0), b_kj, IS_FP32)
-        acc_dq += _dot(tl.load(dQ_b + p_d, mask=m_n, other=0.0), b_bj, IS_FP32)
-        acc_dq += _dot(tl.load(dQ_k + p_d, mask=m_n, other=0.0), b_kj, IS_FP32)
-    b_da += acc_da * tl.exp(b_Gx - b_Gr[None, :])
-    b_dq += acc_dq * tl.exp(b_G - b_Gr[None, :])
+        acc_da += _dot(tl.load(dA_ab_c + p_d, mask=m_s, other=0.0), b_bj, IS_FP32)
+        acc_da += _dot(tl.load(dA_ak_c + p_d, mask=m_s, other=0.0), b_kj, IS_FP32)
+        acc_dq += _dot(tl.load(dQ_b_c + p_d, mask=m_n, other=0.0), b_bj, IS_FP32)
+        acc_dq += _dot(tl.load(dQ_k_c + p_d, mask=m_n, other=0.0), b_kj, IS_FP32)
+    b_da += acc_da * exp_ftz(b_Gx - b_Gr[None, :])
+    b_dq += acc_dq * exp_ftz(b_G - b_Gr[None, :])
     # columns of this sub-chunk against the rows of later sub-chunks (and its own), both factors referred to G_e
-    p_cols = p_blk + (i_c * BC + o_c)[:, None]  # + row · BT: element [row, this sub-chunk's column]
+    p_cols = s_i[:, None]  # + row · BT: element [row, this sub-chunk's column]
     acc_db = tl.zeros([BC, BK], dtype=tl.float32)
     acc_dk = tl.zeros([BC, BK], dtype=tl.float32)
     for j_c in range(i_c + 1 - n_diag, NC):
-        t_j = i_n * BT + j_c * BC + o_c
-        m_jk = (t_j < T)[:, None] & m_k[None, :]
-        p_y = ((i_b * T + t_j[:, None]) * H + i_h) * K + o_k[None, :]
-        row_gj = (i_b * TP + t_j[:, None]) * H + i_h
-        b_Gj = tl.load(G + row_gj * K + o_k[None, :], mask=m_k[None, :], other=0.0)
-        b_Gxj = tl.load(G + (row_gj - H) * K + o_k[None, :], mask=(j_c * BC + o_c > 0)[:, None] & m_k[None, :], other=0.0)
-        b_aj = tl.load(a + p_y, mask=m_jk, other=0.0).to(tl.float32) * tl.exp(b_Gxj - b_Ge[None, :])
-        b_qj = tl.load(q + p_y, mask=m_jk, other=0.0).to(tl.float32) * tl.exp(b_Gj - b_Ge[None, :])
+        s_j = j_c * BC + o_c
+        m_jk = (i_n * BT + s_j < T)[:, None] & m_k[None, :]
+        p_y = s_j[:, None] * (H * K) + o_k[None, :]
+        b_Gj = tl.load(G_c + p_y, mask=m_k[None, :], other=0.0)
+        b_Gxj = tl.load(G_c + p_y - H * K, mask=(s_j > 0)[:, None] & m_k[None, :], other=0.0)
+        b_aj = tl.load(a_c + p_y, mask=m_jk, other=0.0).to(tl.float32) * exp_ftz(b_Gxj - b_Ge[None, :])
+        b_qj = tl.load(q_c + p_y, mask=m_jk, other=0.0).to(tl.float32) * exp_ftz(b_Gj - b_Ge[None, :])
         # [this column, later row] = transposed blocks of the score gradients
         p_d = p_cols + (j_c * BC + cols) * BT
         m_s, m_n = (j_c > i_c) | (cols > rows), (j_c > i_c) | (cols >= rows)
-        acc_db += _dot(tl.load(dA_ab + p_d, mask=m_s, other=0.0), b_aj, IS_FP32)
-        acc_db += _dot(tl.load(dQ_b + p_d, mask=m_n, other=0.0), b_qj, IS_FP32)
-        acc_dk += _dot(tl.load(dA_ak + p_d, mask=m_s, other=0.0), b_aj, IS_FP32)
-        acc_dk += _dot(tl.load(dQ_k + p_d, mask=m_n, other=0.0), b_qj, IS_FP32)
-    b_ef = tl.exp(b_Ge[None, :] - b_G)
+        acc_db += _dot(tl.load(dA_ab_c + p_d, mask=m_s, other=0.0), b_aj, IS_FP32)
+        acc_db += _dot(tl.load(dQ_b_c + p_d, mask=m_n, other=0.0), b_qj, IS_FP32)
+        acc_dk += _dot(tl.load(dA_ak_c + p_d, mask=m_s, other=0.0), b_aj, IS_FP32)
+        acc_dk += _dot(tl.load(dQ_k_c + p_d, mask=m_n, other=0.0), b_qj, IS_FP32)
+    b_ef = exp_ftz(b_Ge[None, :] - b_G)
     b_db += acc_db * b_ef
     b_dk += acc_dk * b_ef
     if n_diag == 0:
@@ -329,18 +338,17 @@ def _delta_rule_chunk_bwd_k(
                 j, q, k, a, b, G, dA_ab, dA_ak, dQ_b, dQ_k, b_G, b_Gx, b_eg, b_da, b_dq, b_db, b_dk, r0, i_c, i_b,
                 i_h, p_blk, o_c, o_k, m_k, T, TP, H, K, BT, BC,
             )
-    tl.store(dq + p_x, b_dq.to(dq.dtype.element_ty), mask=m_ik)
-    tl.store(dk + p_x, b_dk.to(dk.dtype.element_ty), mask=m_ik)
-    tl.store(da + p_x, b_da.to(da.dtype.element_ty), mask=m_ik)
-    tl.store(db + p_x, b_db.to(db.dtype.element_ty), mask=m_ik)
+    tl.store(dq + x0 + p_x, b_dq.to(dq.dtype.element_ty), mask=m_ik)
+    tl.store(dk + x0 + p_x, b_dk.to(dk.dtype.element_ty), mask=m_ik)
+    tl.store(da + x0 + p_x, b_da.to(da.dtype.element_ty), mask=m_ik)
+    tl.store(db + x0 + p_x, b_db.to(db.dtype.element_ty), mask=m_ik)
     # the log-decay's terms, per padded step (zero past T: every factor is)
     b_y = b_a * b_da
-    p_g = row_g[:, None] * K + o_k[None, :]
-    tl.store(X + p_g, b_q * b_dq - b_b * b_db - b_k * b_dk + b_y, mask=m_k[None, :])
-    tl.store(Y + p_g, b_y, mask=m_k[None, :])
-    tl.store(C + p_g, (b_b * b_dbt + b_k * b_dkt) * e_out, mask=m_k[None, :])
+    tl.store(X + g0 + p_x, b_q * b_dq - b_b * b_db - b_k * b_dk + b_y, mask=m_k[None, :])
+    tl.store(Y + g0 + p_x, b_y, mask=m_k[None, :])
+    tl.store(C + g0 + p_x, (b_b * b_dbt + b_k * b_dkt) * e_out, mask=m_k[None, :])
     if i_c == 0:
-        tl.store(W + ((i_b * NT + i_n) * H + i_h) * K + o_k, acc_w * tl.exp(b_Gl), mask=m_k)
+        tl.store(W + ((i_b * NT + i_n) * H + i_h) * K + o_k, acc_w * exp_ftz(b_Gl), mask=m_k)
 
 
 @triton.jit(do_not_specialize=["T", "NT"])
