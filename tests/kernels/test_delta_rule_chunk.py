@@ -366,8 +366,8 @@ def test_full_shape_gpu(K, chunk_size, dtype, tol):
 @pytest.mark.parametrize("chunk_size", chunk.CHUNKS)
 def test_lean_walk_full_shape_gpu(B, K, chunk_size):
     """The lean walk at the batch·heads where its chunk-64 walk once gave inf with Ã·S on bf16 operands (128 and 256;
-    kernels/NOTES.md 54), each fixed tile (BV = 64 from 256 batch·heads), against the fp32 reference and the fp32
-    walk; T = 2048 as the bench."""
+    kernels/NOTES.md 54), each chunk's fixed tile (:func:`lean_walk_tile`, NOTES 58), against the fp32 reference and
+    the fp32 walk; T = 2048 as the bench."""
     dev = torch.device("cuda")
     T, H = 2048, 16
     q, k, v, g, a, b, h0 = (t.detach() for t in _inputs(B, T, H, K, K, True, dev, torch.bfloat16))
