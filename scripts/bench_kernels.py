@@ -821,7 +821,8 @@ def bench_rwkv_prefill(bench: Bench, P: dict, shape: tuple[int, ...]):
 
 def bench_rwkv_prefill_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
     """Delta-rule (RWKV-7) forward + backward: our chunked pair (chunks of 16, 32 and 64, each also with
-    ``fuse_scores``), our fused-recurrent pair and fla's chunk_rwkv7, all on the same values."""
+    ``fuse_scores``), our fused-recurrent pair, the public op as a training step calls it, and fla's chunk_rwkv7
+    (its default call and the bounded one its RWKV7 layer makes), all on the same values."""
     B, T, H, D = shape
     q, k, v, g, a, b, _, _ = rwkv_inputs(B, T, H, D)
     do = torch.randn_like(v)
@@ -849,6 +850,10 @@ def bench_rwkv_prefill_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
         entries += size_class_row(lambda bt=bt: fb(chunked(bt, True)), lambda bt=bt: chk(chunked(bt, True)),
                                   f"ours chunked BT={bt} fused")
     entries.append(("ours fused-recurrent", lambda: fb(tri), lambda: chk(tri), BF16_TOL, True))
+    # what a student's training step runs: the public op, chunk length left to it (auto_chunk_size under autograd)
+    dispatched = lambda *x: chunk_delta_rule(*x, 1.0, None, False, impl="triton")  # noqa: E731
+    auto = f"ours chunk_delta_rule (chunk {auto_chunk_size(B * H, True, D)})"
+    entries.append((auto, lambda: fb(dispatched), lambda: chk(dispatched), BF16_TOL, True))
     if "fla" in P:
         fc = P["fla"]["rwkv7_chunk"]
         fla_fn = lambda q, k, v, g, a, b: fc(q, g, k, v, a, b, scale=1.0)  # noqa: E731
