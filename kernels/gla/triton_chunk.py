@@ -34,6 +34,7 @@ import triton.language as tl
 from torch import Tensor
 
 from kernels._dispatch import cdiv, next_power_of_2, size_class, tracks_grad, triton_interpreted
+from kernels._triton_math import exp_ftz
 from kernels.gla.naive import check_gated
 from kernels.gla.triton_cumsum import triton_chunk_local_cumsum
 
@@ -87,12 +88,12 @@ def _gla_chunk_states(
         b_v = tl.load(v + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], mask=m_t[:, None] & (o_v[None, :] < V), other=0.0)
         b_G = tl.load(G + ((i_b * TP + t[None, :]) * H + i_h) * K + o_k[:, None], mask=m_k[:, None], other=0.0)
         b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
-        b_kd = (b_k.to(tl.float32) * tl.exp(b_Gl[:, None] - b_G)).to(b_k.dtype)
+        b_kd = (b_k.to(tl.float32) * exp_ftz(b_Gl[:, None] - b_G)).to(b_k.dtype)
         if IS_FP32:
             upd = tl.dot(b_kd, b_v, input_precision="ieee")
         else:
             upd = tl.dot(b_kd, b_v)
-        b_h = b_h * tl.exp(b_Gl)[:, None] + upd
+        b_h = b_h * exp_ftz(b_Gl)[:, None] + upd
     if STORE_FINAL:
         tl.store(hT + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_h, mask=m_kv)
 
@@ -134,9 +135,9 @@ def _gla_chunk_output(
         m_tk = m_t[:, None] & m_k[None, :]
         b_G = tl.load(G + ((i_b * TP + t[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
         b_q = tl.load(q + ((i_b * T + t[:, None]) * H + i_h) * K + o_k[None, :], mask=m_tk, other=0.0)
-        b_qg = (b_q.to(tl.float32) * scale * tl.exp(b_G)).to(b_h.dtype)
+        b_qg = (b_q.to(tl.float32) * scale * exp_ftz(b_G)).to(b_h.dtype)
         b_k = tl.load(k + ((i_b * T + t[:, None]) * H + i_h) * K + o_k[None, :], mask=m_tk, other=0.0)
-        b_kg = (b_k.to(tl.float32) * tl.exp(-b_G)).to(b_h.dtype)
+        b_kg = (b_k.to(tl.float32) * exp_ftz(-b_G)).to(b_h.dtype)
         b_A = tl.where(o_t[:, None] >= o_t[None, :], _dot(b_qg, tl.trans(b_kg), IS_FP32), 0.0)
         if STORE_A:
             p_A = A + ((i_b * T + t[:, None]) * H + i_h) * BT + o_t[None, :]
@@ -168,15 +169,15 @@ def _gla_subchunk_output(
             b_q = tl.load(q + ((i_b * T + t_i[:, None]) * H + i_h) * K + o_k[None, :], mask=m_i[:, None] & m_k[None, :], other=0.0)
             b_q = b_q.to(tl.float32) * scale
             b_Gi = tl.load(G + ((i_b * TP + t_i[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
-            acc = _dot((b_q * tl.exp(b_Gi)).to(b_h.dtype), b_h, IS_FP32)
+            acc = _dot((b_q * exp_ftz(b_Gi)).to(b_h.dtype), b_h, IS_FP32)
             # off-diagonal sub-chunks, both factors referred to G at this sub-chunk's first row
             b_Gr = tl.load(G + ((i_b * TP + t0) * H + i_h) * K + o_k, mask=m_k, other=0.0)
-            b_qr = (b_q * tl.exp(b_Gi - b_Gr[None, :])).to(v.dtype.element_ty)
+            b_qr = (b_q * exp_ftz(b_Gi - b_Gr[None, :])).to(v.dtype.element_ty)
             for j_c in range(i_c):
                 t_j = i_n * BT + j_c * BC + o_c
                 b_kj = tl.load(k + ((i_b * T + t_j[None, :]) * H + i_h) * K + o_k[:, None], mask=m_k[:, None], other=0.0)
                 b_Gj = tl.load(G + ((i_b * TP + t_j[None, :]) * H + i_h) * K + o_k[:, None], mask=m_k[:, None], other=0.0)
-                b_kr = (b_kj.to(tl.float32) * tl.exp(b_Gr[:, None] - b_Gj)).to(v.dtype.element_ty)
+                b_kr = (b_kj.to(tl.float32) * exp_ftz(b_Gr[:, None] - b_Gj)).to(v.dtype.element_ty)
                 b_A = _dot(b_qr, b_kr, IS_FP32)
                 if STORE_A:  # the first V block's program keeps the scores for the backward
                     p_A = A + ((i_b * T + t_i[:, None]) * H + i_h) * BT + j_c * BC + o_c[None, :]
@@ -190,7 +191,7 @@ def _gla_subchunk_output(
                 b_kc = tl.load(k + ((i_b * T + t_c) * H + i_h) * K + o_k, mask=m_k & (t_c < T), other=0.0).to(tl.float32)
                 b_Gc = tl.load(G + ((i_b * TP + t_c) * H + i_h) * K + o_k, mask=m_k, other=0.0)
                 diff = tl.where(o_c[:, None] >= j, b_Gi - b_Gc[None, :], float("-inf"))
-                b_s = tl.sum(b_q * b_kc[None, :] * tl.exp(diff), axis=1)
+                b_s = tl.sum(b_q * b_kc[None, :] * exp_ftz(diff), axis=1)
                 b_D += tl.where(o_c[None, :] == j, b_s[:, None], 0.0)
             if STORE_A:
                 p_A = A + ((i_b * T + t_i[:, None]) * H + i_h) * BT + i_c * BC + o_c[None, :]

@@ -50,6 +50,7 @@ import triton.language as tl
 from torch import Tensor
 
 from kernels._dispatch import cdiv, next_power_of_2, size_class
+from kernels._triton_math import exp_ftz
 from kernels.gla.naive import check_gated
 from kernels.gla.triton_chunk import (
     CHUNK,
@@ -111,8 +112,8 @@ def _gla_bwd_dh(
         b_G = tl.load(G + ((i_b * TP + t[None, :]) * H + i_h) * K + o_k[:, None], mask=m_k[:, None], other=0.0)
         b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
         b_do = tl.load(do + ((i_b * T + t[:, None]) * H + i_h) * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
-        b_qg = (b_q.to(tl.float32) * tl.exp(b_G) * scale).to(b_q.dtype)
-        b_dh = b_dh * tl.exp(b_Gl)[:, None] + _dot(b_qg, b_do, IS_FP32)
+        b_qg = (b_q.to(tl.float32) * exp_ftz(b_G) * scale).to(b_q.dtype)
+        b_dh = b_dh * exp_ftz(b_Gl)[:, None] + _dot(b_qg, b_do, IS_FP32)
     if STORE_DH0:
         tl.store(dh0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_dh, mask=m_kv)
 
@@ -144,17 +145,17 @@ def _gla_bwd_dv(
         b_Gj = tl.load(G + ((i_b * TP + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
         b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
         b_dh = tl.load(dh + ((i_bh * NT + i_n) * K + o_k[:, None]) * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
-        acc = _dot((b_k * tl.exp(b_Gl[None, :] - b_Gj)).to(b_dh.dtype), b_dh, IS_FP32)
+        acc = _dot((b_k * exp_ftz(b_Gl[None, :] - b_Gj)).to(b_dh.dtype), b_dh, IS_FP32)
         # later sub-chunks i > j, both factors referred to G at this sub-chunk's last row
         b_Gr = tl.load(G + ((i_b * TP + t0 + BC - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
-        b_kr = (b_k * tl.exp(b_Gr[None, :] - b_Gj)).to(do.dtype.element_ty)
+        b_kr = (b_k * exp_ftz(b_Gr[None, :] - b_Gj)).to(do.dtype.element_ty)
         acc_a = tl.zeros([BC, BV], dtype=tl.float32)
         for i_i in range(i_c + 1, NC):
             t_i = i_n * BT + i_i * BC + o_c
             m_i = t_i < T
             b_qi = tl.load(q + ((i_b * T + t_i[None, :]) * H + i_h) * K + o_k[:, None], mask=m_i[None, :] & m_k[:, None], other=0.0)
             b_Gi = tl.load(G + ((i_b * TP + t_i[None, :]) * H + i_h) * K + o_k[:, None], mask=m_k[:, None], other=0.0)
-            b_qr = (b_qi.to(tl.float32) * tl.exp(b_Gi - b_Gr[:, None])).to(do.dtype.element_ty)
+            b_qr = (b_qi.to(tl.float32) * exp_ftz(b_Gi - b_Gr[:, None])).to(do.dtype.element_ty)
             b_At = _dot(b_kr, b_qr, IS_FP32)  # A_ijᵀ, [BC (j), BC (i)]
             b_do = tl.load(do + ((i_b * T + t_i[:, None]) * H + i_h) * V + o_v[None, :], mask=m_i[:, None] & m_v[None, :], other=0.0)
             acc_a += _dot(b_At.to(b_do.dtype), b_do, IS_FP32)
@@ -165,7 +166,7 @@ def _gla_bwd_dv(
             b_qa = tl.load(q + ((i_b * T + t_a) * H + i_h) * K + o_k, mask=m_k & (t_a < T), other=0.0).to(tl.float32)
             b_Ga = tl.load(G + ((i_b * TP + t_a) * H + i_h) * K + o_k, mask=m_k, other=0.0)
             diff = tl.where(o_c[:, None] <= a, b_Ga[None, :] - b_Gj, float("-inf"))
-            b_s = tl.sum(b_k * b_qa[None, :] * tl.exp(diff), axis=1)
+            b_s = tl.sum(b_k * b_qa[None, :] * exp_ftz(diff), axis=1)
             b_At += tl.where(o_c[None, :] == a, b_s[:, None], 0.0)
         b_doj = tl.load(do + ((i_b * T + t_j[:, None]) * H + i_h) * V + o_v[None, :], mask=m_j[:, None] & m_v[None, :], other=0.0)
         acc_a += _dot(b_At.to(b_doj.dtype), b_doj, IS_FP32)
@@ -200,7 +201,7 @@ def _gla_bwd_dv_scores(
         b_G = tl.load(G + ((i_b * TP + t[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
         b_Gl = tl.load(G + ((i_b * TP + i_n * BT + BT - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
         b_dh = tl.load(dh + ((i_bh * NT + i_n) * K + o_k[:, None]) * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
-        b_kd = (b_k.to(tl.float32) * tl.exp(b_Gl[None, :] - b_G)).to(b_dh.dtype)
+        b_kd = (b_k.to(tl.float32) * exp_ftz(b_Gl[None, :] - b_G)).to(b_dh.dtype)
         acc += _dot(b_kd, b_dh, IS_FP32)
     # A_sᵀ[j, i] = A_s[i, j], kept by the forward for j ≤ i (entries above the diagonal were never written)
     p_At = A + ((i_b * T + t[None, :]) * H + i_h) * BT + o_t[:, None]
@@ -309,8 +310,8 @@ def _gla_bwd_dqk_body(
     if HAS_DA:  # the diagonal block of the chunk's do vᵀ (_gla_bwd_dA), on and below its diagonal
         p_dAd = dA + ((i_b * T + t_i[:, None]) * H + i_h) * BT + i_c * BC + o_c[None, :]
         b_dA = tl.load(p_dAd, mask=m_i[:, None] & (o_c[None, :] <= o_c[:, None]), other=0.0)
-    b_dq = b_dq * scale * tl.exp(b_Gi)
-    b_dk = b_dk * tl.exp(b_Gl[None, :] - b_Gi)
+    b_dq = b_dq * scale * exp_ftz(b_Gi)
+    b_dk = b_dk * exp_ftz(b_Gl[None, :] - b_Gi)
     # earlier sub-chunks j < i, both factors referred to G at this sub-chunk's first row. Loaded again rather than
     # kept from the range check above: held across the V loop, those two rows cost spills (sm_90: 216 → 240 bytes
     # at K = 128 without dA, 12 → 16 with it).
@@ -331,9 +332,9 @@ def _gla_bwd_dqk_body(
                 b_dAj += _dot(b_do, b_vj, IS_FP32)
         b_kj = tl.load(k + ((i_b * T + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=(t_j[:, None] < T) & m_k[None, :], other=0.0)
         b_Gj = tl.load(G + ((i_b * TP + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
-        b_kr = (b_kj.to(tl.float32) * tl.exp(b_Gr[None, :] - b_Gj)).to(k.dtype.element_ty)
+        b_kr = (b_kj.to(tl.float32) * exp_ftz(b_Gr[None, :] - b_Gj)).to(k.dtype.element_ty)
         acc += _dot(b_dAj.to(k.dtype.element_ty), b_kr, IS_FP32)
-    b_dq += scale * tl.exp(b_Gi - b_Gr[None, :]) * acc
+    b_dq += scale * exp_ftz(b_Gi - b_Gr[None, :]) * acc
     # later sub-chunks j > i, both factors referred to G at this sub-chunk's last row
     b_Gr = tl.load(G + ((i_b * TP + t0 + BC - 1) * H + i_h) * K + o_k, mask=m_k, other=0.0)
     acc = tl.zeros([BC, BK], dtype=tl.float32)
@@ -353,9 +354,9 @@ def _gla_bwd_dqk_body(
                 b_dAt += _dot(b_v, b_doj, IS_FP32)
         b_qj = tl.load(q + ((i_b * T + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_j[:, None] & m_k[None, :], other=0.0)
         b_Gj = tl.load(G + ((i_b * TP + t_j[:, None]) * H + i_h) * K + o_k[None, :], mask=m_k[None, :], other=0.0)
-        b_qr = (b_qj.to(tl.float32) * tl.exp(b_Gj - b_Gr[None, :])).to(q.dtype.element_ty)
+        b_qr = (b_qj.to(tl.float32) * exp_ftz(b_Gj - b_Gr[None, :])).to(q.dtype.element_ty)
         acc += _dot(b_dAt.to(q.dtype.element_ty), b_qr, IS_FP32)
-    b_dk += scale * tl.exp(b_Gr[None, :] - b_Gi) * acc
+    b_dk += scale * exp_ftz(b_Gr[None, :] - b_Gi) * acc
     # diagonal sub-chunk, strictly below its diagonal. The a = b terms (dA_aa q_a k_a, decay e⁰) add the same
     # amount to q ⊙ dq and k ⊙ dk, so they are left out of ∂L/∂Γ and added to dq, dk afterwards: with strong
     # decays they dominate and would cancel in rounding.
@@ -366,8 +367,8 @@ def _gla_bwd_dqk_body(
     b_dA = tl.where(o_c[:, None] > o_c[None, :], b_dA, 0.0)
     if FACTORED is not None and FACTORED:  # two products; every factor referred to G at the sub-chunk's first row
         b_k = tl.load(k + p_ik, mask=m_ik, other=0.0).to(tl.float32)
-        b_eq = tl.exp(b_Gi - b_G0[None, :])  # ≤ 1
-        b_ek = tl.exp(b_G0[None, :] - b_Gi)  # ≤ e^d
+        b_eq = exp_ftz(b_Gi - b_G0[None, :])  # ≤ 1
+        b_ek = exp_ftz(b_G0[None, :] - b_Gi)  # ≤ e^d
         b_dq += b_eq * _dot_f32(b_dA, b_k * b_ek, IS_FP32)
         b_dk += b_ek * _dot_f32(tl.trans(b_dA), b_q * b_eq, IS_FP32)
     else:  # one key row b at a time, the pairwise decays masked before the exp
@@ -375,7 +376,7 @@ def _gla_bwd_dqk_body(
             t_b = t0 + b
             b_kb = tl.load(k + ((i_b * T + t_b) * H + i_h) * K + o_k, mask=m_k & (t_b < T), other=0.0).to(tl.float32)
             b_Gb = tl.load(G + ((i_b * TP + t_b) * H + i_h) * K + o_k, mask=m_k, other=0.0)
-            b_e = tl.exp(tl.where(o_c[:, None] > b, b_Gi - b_Gb[None, :], float("-inf")))  # [BC (a), BK]
+            b_e = exp_ftz(tl.where(o_c[:, None] > b, b_Gi - b_Gb[None, :], float("-inf")))  # [BC (a), BK]
             b_col = tl.sum(tl.where(o_c[None, :] == b, b_dA, 0.0), axis=1)  # dA[:, b]
             b_dq += b_col[:, None] * b_kb[None, :] * b_e
             b_row = tl.sum(b_col[:, None] * b_q * b_e, axis=0)
