@@ -113,6 +113,7 @@ def lean_walk_tile(batch_heads: int, K: int, BT: int) -> dict:
         return dict(LEAN_WALK_TILE_WIDE_K)
     return {**LEAN_WALK_TILE, "BV": 16 if BT == 64 else 64}
 
+
 # 4 warps, 3 stages: the state walks' tiles from the lean walk's sweep (NOTES 58), offered to the autotuned walks
 WALK_TILES_3_STAGES = (({"BV": 64}, 4), ({"BV": 16}, 4, {"num_stages": 3}), ({"BV": 32}, 4, {"num_stages": 3}),
                        ({"BV": 64}, 4, {"num_stages": 3}))
@@ -133,12 +134,12 @@ _TILES = {
     # Wider K blocks at 4 warps (kernels/NOTES.md 55, 56), at chunk 16 only (_WIDE_SOLVE_MAX_BT): fewer CTA
     # barriers per program (a barrier per layout trip in each K step). On the H200 the autotuner picks BK = 32 at
     # K = 64 (148 registers, 71 barriers; 779 against 898 µs for BK = 16 at B=16 T=2048 H=16) and BK = 64 at K = 128.
-    # Offered since (NOTES 57, not yet timed): 2 warps, which issue 35-40 % fewer warp instructions per chunk (fewer
-    # layout trips across warps) at the same warps per SM: BK = 32 at K = 64 (150 registers, six programs per SM) and
-    # BK = 64 at K = 128 (185 registers, five), neither spilling
+    # And 2 warps (NOTES 57), which issue 35-40 % fewer warp instructions per chunk (fewer layout trips across warps)
+    # at the same warps per SM: BK = 32 at K = 64 (150 registers, six programs per SM) and BK = 64 at K = 128 (185
+    # registers, five), neither spilling. On the H200 the autotuner took BK = 32 at 2 warps at K = 64, chunk 16: the
+    # solve went 783 → 499.5 µs at B=16 T=2048 H=16 (NOTES 58)
     "solve": ((({"BK": 16}, 4), ({"BK": 32}, 8), ({"BK": 16}, 4, {"maxnreg": 128}), ({"BK": 16}, 8), ({"BK": 32}, 4),
-               ({"BK": 64}, 4),
-               ({"BK": 32}, 2), ({"BK": 64}, 2)),
+               ({"BK": 64}, 4), ({"BK": 32}, 2), ({"BK": 64}, 2)),
               ({"BK": 16}, 8)),
     # the walk re-reads Ã, b_out and k_eff once per V block: wider blocks read less, narrower ones give more
     # programs at small batch; BV = 64 only up to K = 128 (see _MAX_STATE_TILE). The 4-warp tiles at 3 stages and
@@ -162,9 +163,8 @@ _INTERPRETED = {"scores": {"BK": 16}, "solve": {"BK": 16}, "states": {"BV": 16},
 class TileTable:
     """The configs of a family of kernels: per kernel name, the 16-bit tiles (autotuned, ``num_stages`` 2; a third
     entry, a dict, sets other :class:`triton.Config` options: ``maxnreg`` or ``num_stages``), the one fp32 tile
-    (``num_stages`` 1) and the
-    interpreter's tile; ``walks`` name the kernels that hold a ``[BK, BV]``
-    fp32 state tile, pruned to at most ``_MAX_STATE_TILE`` elements. Shared by the forward and the backward."""
+    (``num_stages`` 1) and the interpreter's tile; ``walks`` name the kernels that hold a ``[BK, BV]`` fp32 state
+    tile, pruned to at most ``_MAX_STATE_TILE`` elements. Shared by the forward and the backward."""
 
     def __init__(self, tiles: dict, interpreted: dict, walks: tuple[str, ...]):
         self.tiles, self.interpreted, self.walks = tiles, interpreted, walks
