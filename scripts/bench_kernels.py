@@ -132,6 +132,11 @@ def poisons_context(e: BaseException) -> bool:
     return type(e).__name__ == "AcceleratorError" or any(f in text for f in faults)
 
 
+def impl_matches(fragment: str, name: str) -> bool:
+    """``--impl``'s test: ``fragment`` occurs in ``name``, or, written with a trailing ``$``, ends it."""
+    return name.endswith(fragment[:-1]) if fragment.endswith("$") else fragment in name
+
+
 class Bench:
     def __init__(self, bw: float, out: Path | None = None, head: dict | None = None, flops: float | None = None,
                  impls: tuple[str, ...] = (), resume: list | None = None):
@@ -139,7 +144,7 @@ class Bench:
         self.flops = flops  # bf16 matmul FLOP / s
         self.rows = []
         self.out, self.head = out, head
-        self.impls = impls  # run only implementations whose name contains one of these (all when empty)
+        self.impls = impls  # run only implementations whose name matches one of these (all when empty)
         # rows of an earlier process of the same run (--resume): their entries are kept, not run again
         self.resumed = {(r["op"], r["shape"]): r for r in resume or []}
 
@@ -165,7 +170,7 @@ class Bench:
             row["matmul_floor_us"] = flops / self.flops * 1e6
         done = self.resumed.pop((op, shape), {"impls": {}})["impls"]
         for name, run, check, tol, ours in entries:
-            if self.impls and not any(x in name for x in self.impls):
+            if self.impls and not any(impl_matches(x, name) for x in self.impls):
                 continue
             if name in done:  # measured (or failed) in an earlier process of this run
                 row["impls"][name] = done[name]
@@ -993,7 +998,8 @@ def main():
                     "(B,T,H,D; sections whose shapes have another count of numbers are skipped). Several, separated by ';', "
                     "run one process each and draw bench_sweep.png")
     ap.add_argument("--impl", default="", help="comma-separated name fragments: only the implementations whose name "
-                    "contains one, e.g. 'BT=16,fla chunk' (default all)")
+                    "contains one, e.g. 'BT=16,fla chunk' (default all); a fragment ending in '$' must end the name, "
+                    "e.g. 'BT=16 fused$' leaves out 'BT=16 fused (size classes)'")
     ap.add_argument("--plot-sweep", nargs="+", default=[], metavar="JSON", help="only draw each implementation's time "
                     "against the shapes of several saved runs (e.g. one --shape each, in the order given; no GPU needed)")
     ap.add_argument("--sweep-out", default="sweep.png", help="where --plot-sweep writes its figure")

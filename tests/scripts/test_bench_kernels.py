@@ -55,6 +55,14 @@ def test_case_runs_only_the_chosen_implementations_and_refuses_to_time_a_failed_
     assert row["ratio_vs_best_peer"] == 1.5
 
 
+def test_a_fragment_ending_in_dollar_must_end_the_name():
+    bk = _bench_module()
+    assert bk.impl_matches("BT=16 fused$", "ours chunked BT=16 fused")
+    assert not bk.impl_matches("BT=16 fused$", "ours chunked BT=16 fused (size classes)")
+    assert bk.impl_matches("BT=16 fused", "ours chunked BT=16 fused (size classes)")
+    assert not bk.impl_matches("BT=32", "ours chunked BT=16 fused")
+
+
 def test_a_device_fault_ends_the_process_and_a_resumed_one_goes_on_past_it(tmp_path):
     """An entry whose call reports a device fault is recorded as such, the row so far is saved and the process stops
     (ContextPoisoned); a process resumed from the saved rows keeps their entries without running them again and runs
