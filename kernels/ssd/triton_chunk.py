@@ -44,7 +44,6 @@ from torch import Tensor
 
 from kernels._dispatch import cdiv, next_power_of_2, size_class, triton_interpreted
 from kernels._fallback import with_reference_backward
-from kernels._triton_math import exp_ftz
 from kernels.ssd.naive import _check, naive_chunk_ssd
 
 __all__ = ["triton_chunk_ssd", "CHUNK"]
@@ -110,7 +109,7 @@ def _ssd_chunk_states(
         b_g = tl.load(g + (i_b * T + t) * H + i_h, mask=m_t, other=0.0).to(tl.float32)
         b_G = tl.cumsum(b_g, axis=0)
         G_last = tl.sum(b_g, axis=0)
-        b_kd = (b_k.to(tl.float32) * exp_ftz(G_last - b_G)[None, :]).to(b_k.dtype)
+        b_kd = (b_k.to(tl.float32) * tl.exp(G_last - b_G)[None, :]).to(b_k.dtype)
         if IS_FP32:
             upd = tl.dot(b_kd, b_v, input_precision="ieee")
         else:
@@ -183,14 +182,14 @@ def _ssd_chunk_output(
     b_g = tl.load(g + (i_b * T + o_t) * H + i_h, mask=m_t, other=0.0).to(tl.float32)
     b_G = tl.cumsum(b_g, axis=0)
     causal = tl.arange(0, BT)[:, None] >= tl.arange(0, BT)[None, :]
-    decay = exp_ftz(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
+    decay = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
     b_v = tl.load(v + ((i_b * T + o_t[:, None]) * H + i_h) * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
     b_s = (acc_s * decay).to(b_v.dtype)
     if IS_FP32:
         intra = tl.dot(b_s, b_v, input_precision="ieee")
     else:
         intra = tl.dot(b_s, b_v)
-    b_o = (acc_o * exp_ftz(b_G)[:, None] + intra) * scale
+    b_o = (acc_o * tl.exp(b_G)[:, None] + intra) * scale
     p_o = o + ((i_b * T + o_t[:, None]) * H + i_h) * V + o_v[None, :]
     tl.store(p_o, b_o.to(o.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
 
