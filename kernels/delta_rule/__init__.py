@@ -29,8 +29,14 @@ from kernels.delta_rule.naive import naive_chunk_delta_rule, naive_delta_rule_st
 # against the walk's 1260 µs (2026-12-01); at 256 the walk 1724 µs against 1780 µs at chunk 16 (kernels/NOTES.md 52).
 FUSED_CHUNKED_MAX_BH = 128
 # The chunk length when the caller leaves it open (``chunk_size=None``): the reference's, and the Triton pair's
-# under autograd (fwd + bwd within 3-4 % of chunk 16 at B=8 K=V=64 and B=4 K=V=128, kernels/NOTES.md 47).
+# under autograd below AUTO_CHUNK_GRAD_16_MIN_BH batch·heads or above K = 64 (fwd + bwd within 3-4 % of chunk 16 at
+# B=8 K=V=64 and B=4 K=V=128 before the walks' 3-stage tiles, kernels/NOTES.md 47).
 DEFAULT_CHUNK = 32
+# Under autograd at K ≤ 64, from this many batch·heads the Triton pair takes chunk 16. H200, bf16, H=16 K=V=64, fwd +
+# bwd with the walks' 3-stage tiles (kernels/NOTES.md 62): B·H = 128 (B=8 T=2048) 2071 µs at chunk 16 against 2355
+# at 32 (profiled, per call); B·H = 16 (B=1 T=4096) 1604 against 1423, so 32 stays below. 32 and 64 batch·heads are
+# not measured (chunk 32 kept); above 128 chunk 16 follows the forward's trend (NOTES 52), not measured under autograd.
+AUTO_CHUNK_GRAD_16_MIN_BH = 128
 # Forward only (no gradient), above this many batch·heads the chunked forward takes chunk 16: the walk over
 # chunks is long at batch 1, and its parallel work is what costs at more batch·heads. H200, bf16, T=2048
 # (B=1: 4096), H=16, chunk 16 vs 32 (kernels/NOTES.md 52): K=V=64, B·H = 16 609 vs 522 µs, 32 394 vs 377,
@@ -54,11 +60,12 @@ __all__ = [
 
 
 def auto_chunk_size(batch_heads: int, grad: bool, head_dim: int) -> int:
-    """The Triton path's chunk length for ``chunk_size=None``: :data:`DEFAULT_CHUNK` under autograd; forward only,
-    64 at ``head_dim`` (K) ≤ 64 within :data:`AUTO_CHUNK_64` batch·heads, else :data:`DEFAULT_CHUNK` up to
-    :data:`AUTO_CHUNK_LONG_MAX_BH` batch·heads and 16 above."""
+    """The Triton path's chunk length for ``chunk_size=None``: under autograd 16 at ``head_dim`` (K) ≤ 64 from
+    :data:`AUTO_CHUNK_GRAD_16_MIN_BH` batch·heads, else :data:`DEFAULT_CHUNK`; forward only, 64 at K ≤ 64 within
+    :data:`AUTO_CHUNK_64` batch·heads, else :data:`DEFAULT_CHUNK` up to :data:`AUTO_CHUNK_LONG_MAX_BH` batch·heads
+    and 16 above."""
     if grad:
-        return DEFAULT_CHUNK
+        return 16 if head_dim <= 64 and batch_heads >= AUTO_CHUNK_GRAD_16_MIN_BH else DEFAULT_CHUNK
     if head_dim <= 64 and AUTO_CHUNK_64[0] <= batch_heads <= AUTO_CHUNK_64[1]:
         return 64
     return DEFAULT_CHUNK if batch_heads <= AUTO_CHUNK_LONG_MAX_BH else 16
