@@ -4,7 +4,9 @@ Every kernel — ours and the peers' — is first checked against distill's fp32
 inputs; a kernel whose check fails is reported as FAILED and never timed. Times are medians of
 ``triton.testing.do_bench`` (sequence ops) or of CUDA-graph replays (decode steps, which the student
 captures in a graph too). ``ratio`` = best peer time / our time (> 1: ours faster). ``%floor`` = the
-HBM floor (fewest bytes / copy bandwidth measured in this run) over the measured time.
+HBM floor (fewest bytes / copy bandwidth measured in this run) over the measured time. ``--graph`` times every
+implementation as CUDA-graph replays: the device's time alone, without the host's launches, which set the pace
+of small sequence ops at batch 1 and move with the host's load (kernels/NOTES.md 62 saw 2× swings between processes).
 
 Usage (GPU machine): ``python scripts/bench_kernels.py --out $OUT`` → prints the tables, writes
 ``bench_kernels.md`` and ``bench_kernels.json`` under ``--out``. ``--quick`` runs a few shapes.
@@ -139,8 +141,9 @@ def impl_matches(fragment: str, name: str) -> bool:
 
 class Bench:
     def __init__(self, bw: float, out: Path | None = None, head: dict | None = None, flops: float | None = None,
-                 impls: tuple[str, ...] = (), resume: list | None = None):
+                 impls: tuple[str, ...] = (), resume: list | None = None, graph_all: bool = False):
         self.bw = bw  # bytes / s
+        self.graph_all = graph_all  # every case timed as CUDA-graph replays (--graph), not only the decode steps
         self.flops = flops  # bf16 matmul FLOP / s
         self.rows = []
         self.out, self.head = out, head
@@ -186,7 +189,7 @@ class Bench:
                 row["impls"][name] = {"status": f"FAILED check (rel err {err:.2e} > {tol:.0e})", "ours": ours}
                 continue
             try:
-                t = self.time(run, graph)
+                t = self.time(run, graph or self.graph_all)
             except Exception as e:  # noqa: BLE001 - e.g. a peer that cannot be graph-captured
                 row["impls"][name] = {"status": f"timing error: {type(e).__name__}: {str(e)[:100]}", "ours": ours}
                 self._stop_if_poisoned(e, row, name)
@@ -338,7 +341,8 @@ def write_results(out: Path, head: dict, rows: list) -> None:
     md = [f"# Kernel benchmark — {head['device']}, {head['date']}", "",
           f"torch {head['torch']}, triton {head['triton']}; peers: {', '.join(head['peers']) or 'none'}; "
           f"measured HBM copy {head['hbm_copy_GBps']:.0f} GB/s, bf16 matmul {head['bf16_matmul_TFLOPs']:.0f} TFLOP/s. "
-          "Medians; decode steps timed as CUDA-graph replays. ratio = best peer / ours (> 1: ours faster). "
+          f"Medians; {'every row' if head.get('timing') == 'cuda graph' else 'decode steps'} timed as CUDA-graph "
+          "replays. ratio = best peer / ours (> 1: ours faster). "
           "%fl = HBM floor / time; %mm (chunked scans) = unavoidable matmul FLOPs / measured bf16 matmul rate / time.", "",
           "| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |", "|---|---|---|---|---|"]
     md += [fmt_row(r) for r in rows]
@@ -383,6 +387,7 @@ def run_isolated(a, sections: list[str], shapes: list[tuple[int, ...]]) -> None:
             cmd = [sys.executable, __file__, "--only", name, "--out", str(sub)] + (["--quick"] if a.quick else [])
             cmd += ["--shape", tag] if tag else []
             cmd += ["--impl", a.impl] if a.impl else []
+            cmd += ["--graph"] if a.graph else []
             res = sub / "bench_kernels.json"
             rc = subprocess.run(cmd).returncode
             for attempt in range(MAX_RESUMES):  # a device fault lost the child's CUDA context: go on in a fresh one
@@ -1000,6 +1005,9 @@ def main():
     ap.add_argument("--impl", default="", help="comma-separated name fragments: only the implementations whose name "
                     "contains one, e.g. 'BT=16,fla chunk' (default all); a fragment ending in '$' must end the name, "
                     "e.g. 'BT=16 fused$' leaves out 'BT=16 fused (size classes)'")
+    ap.add_argument("--graph", action="store_true", help="time every implementation as CUDA-graph replays (the "
+                    "device's time, without the host's launches; calls back to back, so L2 is not flushed between "
+                    "them, unlike the eager timing); default: sequence ops eager, decode steps as graphs")
     ap.add_argument("--plot-sweep", nargs="+", default=[], metavar="JSON", help="only draw each implementation's time "
                     "against the shapes of several saved runs (e.g. one --shape each, in the order given; no GPU needed)")
     ap.add_argument("--sweep-out", default="sweep.png", help="where --plot-sweep writes its figure")
@@ -1031,10 +1039,12 @@ def main():
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__, "triton": triton.__version__,
         "peers": sorted(P), "hbm_copy_GBps": bw / 1e9, "bf16_matmul_TFLOPs": flops / 1e12,
+        "timing": "cuda graph" if a.graph else "eager (decode steps: cuda graph)",
     }
     print(json.dumps(head), flush=True)
     resume = _load_saved(Path(a.resume), "--resume")[1] if a.resume else None
-    bench = Bench(bw, Path(a.out), head, flops, impls=tuple(x for x in a.impl.split(",") if x), resume=resume)
+    bench = Bench(bw, Path(a.out), head, flops, impls=tuple(x for x in a.impl.split(",") if x), resume=resume,
+                  graph_all=a.graph)
     print("| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |\n|---|---|---|---|---|")
     q = a.quick
     # most decisive first: a run cut short by its time limit still reports the decode steps and SSD rows

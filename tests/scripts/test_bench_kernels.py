@@ -55,6 +55,23 @@ def test_case_runs_only_the_chosen_implementations_and_refuses_to_time_a_failed_
     assert row["ratio_vs_best_peer"] == 1.5
 
 
+def test_graph_all_times_every_case_as_graph_replays():
+    bk = _bench_module()
+    seen = []
+
+    class Clock(bk.Bench):
+        def time(self, fn, graph):
+            seen.append(graph)
+            return 1e-6
+
+    entries = [("ours", lambda: None, lambda: 1e-3, 1e-2, True)]
+    for graph_all in (False, True):
+        bench = Clock(1e12, None, graph_all=graph_all)
+        bench.case("chunk op", "B=1", 1e6, entries)
+        bench.case("decode step", "B=1", 1e6, entries, graph=True)
+    assert seen == [False, True, True, True]
+
+
 def test_a_fragment_ending_in_dollar_must_end_the_name():
     bk = _bench_module()
     assert bk.impl_matches("BT=16 fused$", "ours chunked BT=16 fused")
@@ -132,7 +149,7 @@ def test_run_isolated_resumes_a_shape_after_a_device_fault(tmp_path, monkeypatch
         return types.SimpleNamespace(returncode=rc)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="", shape="")
+    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="", shape="", graph=False)
     bk.run_isolated(a, ["rwkv_prefill"], [])
     assert len(calls) == 2 and "--resume" in calls[1]
     merged = json.loads((tmp_path / "bench_kernels.json").read_text())["rows"]
@@ -222,10 +239,10 @@ def test_several_shapes_run_one_process_each_and_are_drawn(tmp_path, monkeypatch
         return types.SimpleNamespace(returncode=0)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="BT=16", shape="")
+    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="BT=16", shape="", graph=True)
     bk.run_isolated(a, ["rwkv_prefill"], bk.parse_shapes("1,4096,16,64;8,2048,16,64"))
     assert [c[c.index("--shape") + 1] for c in calls] == ["1,4096,16,64", "8,2048,16,64"]
-    assert all("BT=16" in c for c in calls) and (tmp_path / "section_rwkv_prefill_8x2048x16x64").is_dir()
+    assert all("BT=16" in c and "--graph" in c for c in calls) and (tmp_path / "section_rwkv_prefill_8x2048x16x64").is_dir()
     merged = json.loads((tmp_path / "bench_kernels.json").read_text())["rows"]
     assert [r["shape"] for r in merged] == ["B=1", "B=8"]
     assert matplotlib.image.imread(tmp_path / "bench_sweep.png").shape[0] > 100
