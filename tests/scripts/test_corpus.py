@@ -1,11 +1,11 @@
 """Corpus builder pieces and the shipped shards: dialog parsing, deterministic splits, no leakage across splits."""
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import pytest
+from script_module import load
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARDS = ROOT / "teachers" / "pretrained" / "fillets-s2st" / "shards"
@@ -13,10 +13,7 @@ SHARDS = ROOT / "teachers" / "pretrained" / "fillets-s2st" / "shards"
 
 def _load_script(name: str):
     pytest.importorskip("soundfile")  # the corpus scripts' audio I/O (a build-time dependency)
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load(name)
 
 
 def test_parse_dialogs_and_speech_filter(tmp_path):

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from script_module import load
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("profile_ab", ROOT / "scripts" / "profile_ab.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load("profile_ab")
 
 
 def _profile(op: str, calls: int, kernels: dict[str, str]) -> str:
