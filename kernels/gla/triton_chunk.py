@@ -47,17 +47,19 @@ SUB_CHUNK = 16
 FACTORED_RANGE = tl.constexpr(40.0)
 # whole-chunk products hold [64, BK] q, k and G tiles at once: up to BK = 128
 WHOLE_MAX_K = 128
-# (BV, num_warps) of each kernel's GPU configs
-_STATES_TILES = ((32, 4), (64, 4))
+# (BV, num_warps[, num_stages]) of each kernel's GPU configs, 2 stages unless given. The state walk is a chain of
+# dependent steps over the chunks whose loads do not depend on the state: 3 stages fetch a chunk further ahead, as
+# in the delta rule's walks, where they cut the walk by 27-33 % on the H200 (kernels/NOTES.md 62, 63)
+_STATES_TILES = ((32, 4), (64, 4), (32, 4, 3), (64, 4, 3))
 _OUTPUT_TILES = ((64, 4), (64, 8), (128, 8))
 
 
-def _configs(pairs: tuple[tuple[int, int], ...], interpreted: bool | None = None):
+def _configs(tiles: tuple[tuple[int, ...], ...], interpreted: bool | None = None):
     # Few configs on purpose: each compile of the output kernel takes ~5 s, and every new (K, V, dtype)
     # autotunes all of them (a 16-config sweep made the GPU tests and the benchmark run out of time).
     if triton_interpreted() if interpreted is None else interpreted:
         return [triton.Config({"BV": 32}, num_warps=4, num_stages=1)]
-    return [triton.Config({"BV": bv}, num_warps=w, num_stages=2) for bv, w in pairs]
+    return [triton.Config({"BV": bv}, num_warps=w, num_stages=stages) for bv, w, stages in ((*t, 2)[:3] for t in tiles)]
 
 
 @triton.autotune(configs=_configs(_STATES_TILES), key=["K", "V", "BK", "BT", "IS_FP32", "SIZE_CLASS"])

@@ -73,8 +73,9 @@ __all__ = ["ChunkGLAFunction", "chunk_gla_bwd", "FACTORED_DIAGONAL"]
 # the pace (B=1 T=4096 K=V=64: 1012 vs 1327 us).
 FACTORED_DIAGONAL = True
 
-# (BV, num_warps) of each kernel's GPU configs
-_DH_TILES = ((32, 4), (64, 4))
+# (BV, num_warps[, num_stages]) of each kernel's GPU configs (triton_chunk._configs); dh is the reverse state walk,
+# offered 3 stages as the forward walk is
+_DH_TILES = ((32, 4), (64, 4), (32, 4, 3), (64, 4, 3))
 _DV_TILES = ((64, 4), (128, 8))
 _DQK_TILES = ((32, 8), (64, 8))
 _DQK_DA_TILES = ((32, 4), (32, 8), (64, 8))
