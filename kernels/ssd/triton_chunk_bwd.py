@@ -40,10 +40,11 @@ __all__ = ["ChunkSSDFunction", "triton_chunk_ssd_bwd"]
 
 
 def _dh_configs(interpreted: bool | None = None):
-    # The reverse walk is sequential over chunks like the forward's state walk: smaller tiles give more programs.
+    # The reverse walk is sequential over chunks like the forward's state walk: smaller tiles give more programs;
+    # 3 stages fetch a chunk further ahead, as the forward walk's autotuner picks them (kernels/NOTES.md 63).
     if triton_interpreted() if interpreted is None else interpreted:
         return [triton.Config({"BK": 32, "BV": 32}, num_warps=4, num_stages=1)]
-    return [triton.Config({"BK": bk, "BV": bv}, num_warps=4, num_stages=2) for bk in (32, 64) for bv in (32, 64)]
+    return [triton.Config({"BK": bk, "BV": bv}, num_warps=4, num_stages=s) for bk in (32, 64) for bv in (32, 64) for s in (2, 3)]
 
 
 # fp32 products run as IEEE FMA loops (no tensor cores) whose operands live in registers: at 4 warps or BV = 64
