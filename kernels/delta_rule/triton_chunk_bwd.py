@@ -49,8 +49,12 @@ __all__ = ["ChunkDeltaRuleFunction", "chunk_delta_rule_bwd"]
 _TILES = {
     # the reverse walk, as the forward's (the 4-warp, 3-stage BV 64 tile picked on the H200: 213 → 146 µs, NOTES 62)
     "dstates": ((({"BV": 16}, 4), ({"BV": 32}, 4), ({"BV": 32}, 8), ({"BV": 64}, 8), *WALK_TILES_3_STAGES), ({"BV": 16}, 8)),
-    "bwd_v": ((({"BK": 32, "BV": 32}, 4), ({"BK": 64, "BV": 32}, 8), ({"BK": 32, "BV": 64}, 8)), ({"BK": 32, "BV": 32}, 8)),
-    "bwd_k": ((({"BK": 32, "BV": 32}, 4), ({"BK": 64, "BV": 32}, 4), ({"BK": 64, "BV": 64}, 8)), ({"BK": 32, "BV": 32}, 4)),
+    # the last tile of each: the one the H200 picks at K = 64 (NOTES 62), at 3 stages (NOTES 64: no new spills at
+    # K = 64, shared memory 36-188 KB; its loops' loads a step further ahead, untimed)
+    "bwd_v": ((({"BK": 32, "BV": 32}, 4), ({"BK": 64, "BV": 32}, 8), ({"BK": 32, "BV": 64}, 8),
+               ({"BK": 32, "BV": 32}, 4, {"num_stages": 3})), ({"BK": 32, "BV": 32}, 8)),
+    "bwd_k": ((({"BK": 32, "BV": 32}, 4), ({"BK": 64, "BV": 32}, 4), ({"BK": 64, "BV": 64}, 8),
+               ({"BK": 64, "BV": 32}, 4, {"num_stages": 3})), ({"BK": 32, "BV": 32}, 4)),
 }
 _INTERPRETED = {"dstates": {"BV": 16}, "bwd_v": {"BK": 16, "BV": 16}, "bwd_k": {"BK": 16, "BV": 16}}
 _TABLE = TileTable(_TILES, _INTERPRETED, walks=("dstates",))
