@@ -78,7 +78,8 @@ FACTORED_DIAGONAL = True
 _DH_TILES = ((32, 4), (64, 4), (32, 4, 3), (64, 4, 3))
 _DV_TILES = ((64, 4), (128, 8))
 _DQK_TILES = ((32, 8), (64, 8))
-_DQK_DA_TILES = ((32, 4), (32, 8), (64, 8))
+# the last: the H200's pick (BV 32, 4 warps; NOTES 62) at 3 stages, its loops' loads a step further ahead (NOTES 65)
+_DQK_DA_TILES = ((32, 4), (32, 8), (64, 8), (32, 4, 3))
 # dv from saved scores: 8 warps (4 spilled 768 B at K = 128, BV = 64 in bf16; at 8 warps bf16 compiles for sm_90 with
 # no spills for K = 64…256, fp32 spills 4–860 B); no 32-wide V block with several dots on Hopper (triton#11366).
 _DVS_TILES = ((64, 8), (128, 8))
