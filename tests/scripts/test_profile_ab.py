@@ -85,3 +85,30 @@ def test_run_names_the_fix_when_the_earlier_tree_is_missing(tmp_path):
     a = argparse.Namespace(before=str(tmp_path / "missing"), out=str(tmp_path / "out"))
     with pytest.raises(SystemExit, match="profile_ab.py prepare COMMIT"):
         ab.run(a)
+
+
+def test_run_takes_the_trees_in_turn_and_writes_logs_and_table(tmp_path, monkeypatch):
+    import argparse
+    import types
+
+    ab = _module()
+    before = tmp_path / "old"
+    (before / "scripts").mkdir(parents=True)
+    (before / "scripts" / "profile_kernels.py").write_text("")
+    order = []
+
+    def fake_run(cmd, **kw):
+        tree = "before" if str(before) in cmd[1] else "now"
+        order.append(tree)
+        assert cmd[2:] == ["--op", "ssd", "--shape", "8,2048,16,64", "--iters", "20"]
+        took = {"now": "1.100ms", "before": "1.000ms"}[tree]
+        return types.SimpleNamespace(returncode=0, stdout=_profile("ssd fwd", 20, {"_ssd_out": took}), stderr="")
+
+    monkeypatch.setattr(ab.subprocess, "run", fake_run)
+    a = argparse.Namespace(before=str(before), out=str(tmp_path / "out"), op="ssd", shape="8,2048,16,64", iters=20,
+                           backward=False, rounds=2, timeout=60)
+    md = ab.run(a)
+    assert order == ["now", "before", "now", "before"]
+    assert "| _ssd_out | 50.0 | 55.0 | +10.0 % | 0.0 % |" in md
+    assert (tmp_path / "out" / "now.log").read_text().count("calls (times summed") == 2
+    assert (tmp_path / "out" / "profile_ab.md").read_text().startswith("ssd fwd")
