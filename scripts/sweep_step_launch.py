@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from kernels.gla import naive_gla_step  # noqa: E402
 from kernels.ssd import naive_ssd_step  # noqa: E402
 
 TOL = 2e-2  # bf16 inputs against the fp32 reference, as the benchmark's gate
+DEVICE = "cuda"  # the tests run the sweep's logic on the CPU (interpreted kernels)
 
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -57,7 +59,7 @@ def launch(BV: int | None, warps: int | None):
 
 def cases(B: int, H: int, D: int):
     """(op name, step(state) → o, reference o, reference new state) per op, on bf16 activations."""
-    dev = "cuda"
+    dev = DEVICE
     q, k, v = (torch.randn(B, H, D, device=dev, dtype=torch.bfloat16) for _ in range(3))
     k = (k.float() / D**0.5).to(torch.bfloat16)
     s0 = torch.randn(B, H, D, D, device=dev) / D
@@ -77,10 +79,42 @@ def cases(B: int, H: int, D: int):
     return s0, out
 
 
+def mamba_ssu_case(B: int, H: int, D: int):
+    """(call, rel. err) of mamba_ssm's ``selective_state_update`` on an SSD step of its own inputs (its state
+    ``[B, H, P, N]``, tied heads: A and dt per head), checked against the fp32 reference; None when mamba_ssm is
+    not importable. Its CUDA scan extension is not needed for this Triton kernel: a stub stands in for it."""
+    try:
+        import types
+
+        sys.modules.setdefault("selective_scan_cuda", types.ModuleType("selective_scan_cuda"))
+        from mamba_ssm.ops.triton.selective_state_update import selective_state_update as ssu
+    except Exception as e:  # noqa: BLE001
+        print(f"mamba_ssm unavailable: {e!r}")
+        return None
+    dev = DEVICE
+    q, k, x = (torch.randn(B, H, D, device=dev, dtype=torch.bfloat16) for _ in range(3))
+    dt = F.softplus(torch.randn(B, H, device=dev) - 3.0)
+    A = -torch.rand(H, device=dev) - 0.5
+    s0 = torch.randn(B, H, D, D, device=dev)  # [B, H, N, P]: ours
+    s_ref = s0.clone()
+    o_ref = naive_ssd_step(q.float(), k.float(), (x.float() * dt[..., None]), dt * A, s_ref)
+    args = dict(dt=dt[..., None].expand(B, H, D), A=A[:, None, None].expand(H, D, D), B=k, C=q,
+                dt_bias=torch.zeros(H, device=dev)[:, None].expand(H, D), D=torch.zeros(H, device=dev)[:, None].expand(H, D))
+    st = s0.transpose(-1, -2).contiguous()
+    err = max(rel_err(ssu(st, x, **args), o_ref), rel_err(st.transpose(-1, -2), s_ref))
+    st = s0.transpose(-1, -2).contiguous()
+    return (lambda: ssu(st, x, **args)), err
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=".", help="folder for sweep_step_launch.md")
     ap.add_argument("--shapes", default="1,16,64;1,16,128;64,16,128", help="B,H,K=V triples, ';'-separated")
+    ap.add_argument("--ops", default="SSD,GLA,RWKV-7", help="which steps to sweep, comma-separated")
+    ap.add_argument("--rounds", type=int, default=1, help="time every configuration this many times, in turn (median)")
+    ap.add_argument("--peer", action="store_true", help="time mamba_ssm's selective_state_update beside the SSD step")
+    ap.add_argument("--bvs", default="16,32,64,128",
+                    help="V blocks to try, comma-separated powers of two (8 and 4 give batch 1 more, smaller programs)")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("sweep_step_launch needs a CUDA device")
@@ -88,34 +122,59 @@ def main() -> None:
 
     torch.manual_seed(0)
     lines = [f"# Decode-step launch sweep, {torch.cuda.get_device_name()}", "",
-             "| op | shape | shipped (BV, warps) | shipped µs | best (BV, warps) | best µs | shipped / best |",
-             "|---|---|---|---|---|---|---|"]
+             "| op | shape | shipped (BV, warps) | shipped µs | best (BV, warps) | best µs | shipped / best | mamba_ssm µs |",
+             "|---|---|---|---|---|---|---|---|"]
     grid = []
     for shape in a.shapes.split(";"):
         B, H, D = map(int, shape.split(","))
         s0, ops = cases(B, H, D)
         for name, step, o_ref, s_ref in ops:
+            if name not in a.ops.split(","):
+                continue
             # at most 128 state elements per thread (more spills registers)
-            configs = [(None, None)] + [(bv, w) for bv in (16, 32, 64, 128) if bv <= D for w in (1, 2, 4, 8)
+            configs = [(None, None)] + [(bv, w) for bv in map(int, a.bvs.split(",")) if bv <= D for w in (1, 2, 4, 8)
                                         if D * bv <= 128 * 32 * w]
-            times = {}
+            checked = []
             for bv, w in configs:
                 with launch(bv, w):
                     st = s0.clone()
                     err = max(rel_err(step(st), o_ref), rel_err(st, s_ref))
-                    if err > TOL:
-                        grid.append(f"{name} B={B} H={H} D={D} BV={bv} warps={w}: FAILED err {err:.1e}")
-                        continue
-                    st = s0.clone()
-                    t = do_bench_cudagraph(lambda st=st, step=step: step(st), rep=50, return_mode="median") * 1e3
-                times[(bv, w)] = t
-                grid.append(f"{name} B={B} H={H} D={D} BV={bv} warps={w}: {t:.2f} us err {err:.1e}")
+                if err > TOL:
+                    grid.append(f"{name} B={B} H={H} D={D} BV={bv} warps={w}: FAILED err {err:.1e}")
+                    continue
+                checked.append(((bv, w), err))
+            peer = mamba_ssu_case(B, H, D) if a.peer and name == "SSD" else None
+            if peer is not None and peer[1] > TOL:
+                grid.append(f"{name} B={B} H={H} D={D} mamba_ssm ssu: FAILED err {peer[1]:.1e}")
+                peer = None
+            # every configuration (and the peer) once per round, the rounds back to back: a drift of the machine
+            # over the sweep then spreads each one's samples rather than favouring whichever ran at a quiet moment
+            samples = {c: [] for c, _ in checked} | ({"peer": []} if peer else {})
+            for _ in range(a.rounds):
+                for c, _ in checked:
+                    with launch(*c):
+                        st = s0.clone()
+                        samples[c].append(do_bench_cudagraph(lambda st=st, step=step: step(st), rep=50,
+                                                             return_mode="median") * 1e3)
+                if peer:
+                    samples["peer"].append(do_bench_cudagraph(peer[0], rep=50, return_mode="median") * 1e3)
+            times = {c: statistics.median(ts) for c, ts in samples.items()}
+            for (bv, w), err in checked:
+                ts = samples[(bv, w)]
+                grid.append(f"{name} B={B} H={H} D={D} BV={bv} warps={w}: {times[(bv, w)]:.2f} us"
+                            + (f" (rounds {min(ts):.2f}-{max(ts):.2f})" if len(ts) > 1 else "") + f" err {err:.1e}")
+                print(grid[-1], flush=True)
+            if peer:
+                ts = samples["peer"]
+                grid.append(f"{name} B={B} H={H} D={D} mamba_ssm ssu: {times['peer']:.2f} us"
+                            + (f" (rounds {min(ts):.2f}-{max(ts):.2f})" if len(ts) > 1 else "") + f" err {peer[1]:.1e}")
                 print(grid[-1], flush=True)
             shipped = step_launch(B * H, D, D, name == "RWKV-7")[1:]
-            best = min((c for c in times if c[0] is not None), key=times.get)
+            best = min((c for c in times if c != "peer" and c[0] is not None), key=times.get)
             t0 = times.get((None, None), float("nan"))
+            peer_us = f"{times['peer']:.2f}" if "peer" in times else ""
             lines.append(f"| {name} | B={B} H={H} K=V={D} | {shipped} | {t0:.2f} | {best} | {times[best]:.2f} | "
-                         f"{t0 / times[best]:.2f} |")
+                         f"{t0 / times[best]:.2f} | {peer_us} |")
             print(lines[-1], flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
