@@ -92,6 +92,10 @@ def on_input_device(op):
 
 # Enough programs to give each of ~132 SMs (H100/H200) a few; below that, decode steps cut V finer.
 _TARGET_PROGRAMS = 512
+# Fewer programs than this with V blocks of 16 leave SMs of an H100/H200 idle: a step with K ≤ 64 then takes V blocks
+# of 8 on 8 warps, twice the programs (kernels/NOTES.md 66, H200, B=1 H=16 K=V=64, medians of 10 rounds: SSD 1.65 →
+# 1.61 µs, mamba_ssm's selective_state_update 1.63; GLA 1.66 → 1.58). At K = 128 V blocks of 8 were slower.
+_FEW_PROGRAMS = 128
 
 
 def step_launch(BH: int, K: int, V: int, rank_one: bool = False) -> tuple[int, int, int]:
@@ -100,7 +104,8 @@ def step_launch(BH: int, K: int, V: int, rank_one: bool = False) -> tuple[int, i
     Each program holds a whole ``[K, BV]`` column block of the fp32 state (the output reduces over K), at
     most 8K elements in registers. When batch·heads alone cannot fill the GPU (decode at batch 1), V is cut
     finer so more programs share the step: there the step is latency-bound, and a smaller tile per program
-    shortens its dependent load → update → store chain. The interpreter takes all of V in one program.
+    shortens its dependent load → update → store chain; at K ≤ 64 down to V blocks of 8 when those of 16 leave
+    SMs idle (not for ``rank_one``: unmeasured). The interpreter takes all of V in one program.
     ``rank_one`` (the delta rule: a second reduction over K, ``u = Sᵀ a``) takes ``[K, 32]`` tiles on 2 warps
     once batch·heads fill the GPU with them. Warp counts and that rule come from a sweep on an H200
     (``scripts/sweep_step_launch.py``, kernels/NOTES.md 27).
@@ -114,6 +119,8 @@ def step_launch(BH: int, K: int, V: int, rank_one: bool = False) -> tuple[int, i
         BV //= 2
     if rank_one and BV > 32 and BH * cdiv(V, 32) >= _TARGET_PROGRAMS:
         return BK, 32, max(2, BK * 32 // 2048)
+    if BV == 16 and BK <= 64 and not rank_one and BH * cdiv(V, 16) < _FEW_PROGRAMS:
+        return BK, 8, 8
     return BK, BV, _step_warps(BK * BV)
 
 
