@@ -34,9 +34,11 @@ FUSED_CHUNKED_MAX_BH = 128
 DEFAULT_CHUNK = 32
 # Under autograd at K ≤ 64, from this many batch·heads the Triton pair takes chunk 16. H200, bf16, H=16 K=V=64, fwd +
 # bwd with the walks' 3-stage tiles (kernels/NOTES.md 62): B·H = 128 (B=8 T=2048) 2071 µs at chunk 16 against 2355
-# at 32 (profiled, per call); B·H = 16 (B=1 T=4096) 1604 against 1423, so 32 stays below. 32 and 64 batch·heads are
-# not measured (chunk 32 kept); above 128 chunk 16 follows the forward's trend (NOTES 52), not measured under autograd.
-AUTO_CHUNK_GRAD_16_MIN_BH = 128
+# at 32 (profiled, per call); B·H = 16 (B=1 T=4096) 1604 against 1423, so 32 stays below. B·H = 32 and 64 (T=2048,
+# kernels/NOTES.md 66): GPU time per call 773 against 782 µs and 1201 against 1294 (profiler, two runs each within
+# 0.2 %), one process's bench rows 1590 against 1672 and 1271 against 1304. Above 128 chunk 16 follows the forward's
+# trend (NOTES 52), not measured under autograd. At K = 128 (B·H = 64) the two tie (2791 against 2826 µs, NOTES 66).
+AUTO_CHUNK_GRAD_16_MIN_BH = 32
 # Forward only (no gradient), above this many batch·heads the chunked forward takes chunk 16: the walk over
 # chunks is long at batch 1, and its parallel work is what costs at more batch·heads. H200, bf16, T=2048
 # (B=1: 4096), H=16, chunk 16 vs 32 (kernels/NOTES.md 52): K=V=64, B·H = 16 609 vs 522 µs, 32 394 vs 377,

@@ -160,15 +160,17 @@ _FP32_DISPATCH = [
     (1, 129, 4, 32, False, "recurrent"), (1, 33, 4, 64, False, "chunk fused"), (2, 16, 4, 64, False, "chunk fused"),
     (1, 129, 4, 64, False, "recurrent"), (1, 2, 4, 8, False, "recurrent"), (1, 129, 4, 32, True, "chunk fused"),
     (1, 33, 4, 64, True, "chunk fused"), (1, 2, 4, 16, True, "chunk fused"), (1, 2, 4, 8, True, "recurrent"),
-    # chunk_size=None: under autograd 16 at K ≤ 64 from 128 batch·heads, else 32; forward only, 64 at K ≤ 64 from 16
+    # chunk_size=None: under autograd 16 at K ≤ 64 from 32 batch·heads, else 32; forward only, 64 at K ≤ 64 from 16
     # to 64 batch·heads, else 32 up to 32 batch·heads and 16 above (auto_chunk_size)
     (1, 8, 64, None, False, "chunk fused 32"), (1, 16, 64, None, False, "chunk fused 64"),
     (2, 16, 64, None, False, "chunk fused 64"),
     (4, 16, 64, None, False, "chunk fused 64"), (4, 16, 128, None, False, "chunk fused 16"),
     (2, 16, 128, None, False, "chunk fused 32"), (8, 16, 64, None, False, "chunk fused 16"),
-    (8, 16, 64, None, True, "chunk fused 16"), (4, 16, 64, None, True, "chunk fused 32"),
+    (8, 16, 64, None, True, "chunk fused 16"), (4, 16, 64, None, True, "chunk fused 16"),
+    (2, 16, 64, None, True, "chunk fused 16"), (1, 16, 64, None, True, "chunk fused 32"),
     (8, 16, 128, None, True, "chunk fused 32"), (1, 129, 4, None, False, "recurrent 16"),
-    (1, 129, 4, None, True, "chunk fused 16"), (1, 127, 4, None, True, "chunk fused 32"),
+    (1, 129, 4, None, True, "chunk fused 16"), (1, 32, 4, None, True, "chunk fused 16"),
+    (1, 31, 4, None, True, "chunk fused 32"),
 ]
 # 16-bit inputs, forward only: the chunked forward with a lean walk at every batch·heads; under autograd as fp32
 _LEAN_DISPATCH = [
