@@ -23,6 +23,7 @@ import argparse
 import datetime
 import json
 import math
+import statistics
 import sys
 import time
 import types
@@ -141,8 +142,11 @@ def impl_matches(fragment: str, name: str) -> bool:
 
 class Bench:
     def __init__(self, bw: float, out: Path | None = None, head: dict | None = None, flops: float | None = None,
-                 impls: tuple[str, ...] = (), resume: list | None = None, graph_all: bool = False):
+                 impls: tuple[str, ...] = (), resume: list | None = None, graph_all: bool = False, rounds: int = 1):
         self.bw = bw  # bytes / s
+        # each implementation timed this many times, after the first in turn with the row's others (--rounds); the
+        # row reports the median: one timing of a launch-bound row moves by a few % from one moment to the next
+        self.rounds = rounds
         self.graph_all = graph_all  # every case timed as CUDA-graph replays (--graph), not only the decode steps
         self.flops = flops  # bf16 matmul FLOP / s
         self.rows = []
@@ -172,6 +176,7 @@ class Bench:
         if flops and self.flops:
             row["matmul_floor_us"] = flops / self.flops * 1e6
         done = self.resumed.pop((op, shape), {"impls": {}})["impls"]
+        timed = {}  # name → (run, [seconds per round])
         for name, run, check, tol, ours in entries:
             if self.impls and not any(impl_matches(x, name) for x in self.impls):
                 continue
@@ -194,14 +199,34 @@ class Bench:
                 row["impls"][name] = {"status": f"timing error: {type(e).__name__}: {str(e)[:100]}", "ours": ours}
                 self._stop_if_poisoned(e, row, name)
                 continue
-            row["impls"][name] = {"status": "ok", "err": err, "us": t * 1e6, "ours": ours,
-                                  "pct_floor": 100 * floor_bytes / self.bw / t}
+            row["impls"][name] = {"status": "ok", "err": err, "ours": ours}
+            self._set_time(row, name, [t], floor_bytes)
+            timed[name] = (run, [t])
             # one line per implementation as it finishes: a run killed by its time limit keeps what it measured
             print(f"  {op} {shape}: {name} {t * 1e6:.1f} us (rel err {err:.1e}; check, compile, autotune and timing "
                   f"took {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-            if "matmul_floor_us" in row:
-                row["impls"][name]["pct_matmul"] = row["matmul_floor_us"] / (t * 1e6) * 100
+        for _ in range(self.rounds - 1):
+            for name, (run, ts) in list(timed.items()):
+                try:
+                    ts.append(self.time(run, graph or self.graph_all))
+                except Exception as e:  # noqa: BLE001 - as the first timing's
+                    row["impls"][name] = {"status": f"timing error: {type(e).__name__}: {str(e)[:100]}",
+                                          "ours": row["impls"][name]["ours"]}
+                    del timed[name]
+                    self._stop_if_poisoned(e, row, name)
+                    continue
+                self._set_time(row, name, ts, floor_bytes)
         self._finish(row)
+
+    def _set_time(self, row: dict, name: str, seconds: list[float], floor_bytes: float) -> None:
+        """An implementation's time: the median of its rounds (with their spread when there are several)."""
+        t = statistics.median(seconds)
+        v = row["impls"][name]
+        v.update(us=t * 1e6, pct_floor=100 * floor_bytes / self.bw / t)
+        if len(seconds) > 1:
+            v.update(rounds_us=[x * 1e6 for x in seconds], spread_pct=100 * (max(seconds) - min(seconds)) / t)
+        if "matmul_floor_us" in row:
+            v["pct_matmul"] = row["matmul_floor_us"] / (t * 1e6) * 100
 
     def _stop_if_poisoned(self, e: BaseException, row: dict, name: str) -> None:
         """After a device fault: keep the row so far (the faulting entry recorded as such) and stop the process's
@@ -226,7 +251,10 @@ def fmt_row(row) -> str:
             parts.append(f"{name} {v['status']}")
             continue
         mm = f", {v['pct_matmul']:.0f}%mm" if "pct_matmul" in v else ""
-        parts.append(f"{name} {v['us']:.1f}us ({v['pct_floor']:.0f}%fl{mm})")
+        spread = f", ±{v['spread_pct'] / 2:.0f}%" if "spread_pct" in v else ""
+        # two decimals below 10 µs: a decode step's 1.6 against 1.7 µs would hide a 1.63 against 1.66
+        us = f"{v['us']:.2f}" if v["us"] < 10 else f"{v['us']:.1f}"
+        parts.append(f"{name} {us}us ({v['pct_floor']:.0f}%fl{mm}{spread})")
     r = row["ratio_vs_best_peer"]
     ratio = "" if r is None else f"{r:.2f}x"
     return f"| {row['op']} | {row['shape']} | {row['floor_us']:.1f} | " + " / ".join(parts) + f" | {ratio} |"
@@ -342,7 +370,8 @@ def write_results(out: Path, head: dict, rows: list) -> None:
           f"torch {head['torch']}, triton {head['triton']}; peers: {', '.join(head['peers']) or 'none'}; "
           f"measured HBM copy {head['hbm_copy_GBps']:.0f} GB/s, bf16 matmul {head['bf16_matmul_TFLOPs']:.0f} TFLOP/s. "
           f"Medians; {'every row' if head.get('timing') == 'cuda graph' else 'decode steps'} timed as CUDA-graph "
-          "replays. ratio = best peer / ours (> 1: ours faster). "
+          "replays" + (f"; each implementation timed in {head['rounds']} rounds, the row's in turn (median; ± half the "
+                       "range)" if head.get("rounds", 1) > 1 else "") + ". ratio = best peer / ours (> 1: ours faster). "
           "%fl = HBM floor / time; %mm (chunked scans) = unavoidable matmul FLOPs / measured bf16 matmul rate / time.", "",
           "| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |", "|---|---|---|---|---|"]
     md += [fmt_row(r) for r in rows]
@@ -388,6 +417,7 @@ def run_isolated(a, sections: list[str], shapes: list[tuple[int, ...]]) -> None:
             cmd += ["--shape", tag] if tag else []
             cmd += ["--impl", a.impl] if a.impl else []
             cmd += ["--graph"] if a.graph else []
+            cmd += ["--rounds", str(a.rounds)]
             res = sub / "bench_kernels.json"
             rc = subprocess.run(cmd).returncode
             for attempt in range(MAX_RESUMES):  # a device fault lost the child's CUDA context: go on in a fresh one
@@ -1008,6 +1038,9 @@ def main():
     ap.add_argument("--graph", action="store_true", help="time every implementation as CUDA-graph replays (the "
                     "device's time, without the host's launches; calls back to back, so L2 is not flushed between "
                     "them, unlike the eager timing); default: sequence ops eager, decode steps as graphs")
+    ap.add_argument("--rounds", type=int, default=3, help="times each implementation is timed (default 3): the first "
+                    "after its check, the others in turn with the row's other implementations; the row reports the "
+                    "median and ± half the range")
     ap.add_argument("--plot-sweep", nargs="+", default=[], metavar="JSON", help="only draw each implementation's time "
                     "against the shapes of several saved runs (e.g. one --shape each, in the order given; no GPU needed)")
     ap.add_argument("--sweep-out", default="sweep.png", help="where --plot-sweep writes its figure")
@@ -1024,6 +1057,8 @@ def main():
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
         raise SystemExit(f"--only: unknown sections {unknown}; choose from {list(SECTIONS)}")
+    if a.rounds < 1:
+        raise SystemExit(f"--rounds {a.rounds}: take at least 1 (the times each implementation is timed)")
     shapes = parse_shapes(a.shape) if a.shape else []
     if a.isolate or len(shapes) > 1:  # several shapes: one process each, so that each tunes its own tiles
         return run_isolated(a, only or list(SECTIONS), shapes)
@@ -1039,12 +1074,12 @@ def main():
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__, "triton": triton.__version__,
         "peers": sorted(P), "hbm_copy_GBps": bw / 1e9, "bf16_matmul_TFLOPs": flops / 1e12,
-        "timing": "cuda graph" if a.graph else "eager (decode steps: cuda graph)",
+        "timing": "cuda graph" if a.graph else "eager (decode steps: cuda graph)", "rounds": a.rounds,
     }
     print(json.dumps(head), flush=True)
     resume = _load_saved(Path(a.resume), "--resume")[1] if a.resume else None
     bench = Bench(bw, Path(a.out), head, flops, impls=tuple(x for x in a.impl.split(",") if x), resume=resume,
-                  graph_all=a.graph)
+                  graph_all=a.graph, rounds=a.rounds)
     print("| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |\n|---|---|---|---|---|")
     q = a.quick
     # most decisive first: a run cut short by its time limit still reports the decode steps and SSD rows

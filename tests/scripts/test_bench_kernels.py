@@ -25,7 +25,7 @@ def test_results_are_written_row_by_row(tmp_path):
     saved = json.loads((tmp_path / "bench_kernels.json").read_text())
     assert saved["header"] == head and saved["rows"] == [row]
     md = (tmp_path / "bench_kernels.md").read_text()
-    assert "| SSD decode step | B=1 | 1.0 | ours 2.0us (50%fl) / peer FAILED check" in md and "1.25x" in md
+    assert "| SSD decode step | B=1 | 1.0 | ours 2.00us (50%fl) / peer FAILED check" in md and "1.25x" in md
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -49,6 +49,30 @@ def test_case_runs_only_the_chosen_implementations_and_refuses_to_time_a_failed_
     assert list(row["impls"]) == ["ours BT=16", "fla chunk", "fla broken BT=16"]
     assert row["impls"]["fla broken BT=16"]["status"].startswith("FAILED check") and 0.1 not in timed
     assert row["ratio_vs_best_peer"] == 1.5
+
+
+def test_rounds_time_each_implementation_in_turn_and_report_the_median():
+    """The first timing follows each implementation's check; the further rounds take the row's implementations in
+    turn. The row reports each one's median and spread; a failed check is never timed."""
+    bk = _bench_module()
+    order, clock = [], {"ours": iter([2.0, 1.0, 1.5]), "peer": iter([3.0, 3.3, 2.7]), "slow peer": iter([9.0, 9.0, 9.0])}
+
+    class Clock(bk.Bench):
+        def time(self, fn, graph):
+            order.append(fn())
+            return next(clock[fn()]) * 1e-6
+
+    entries = [("ours", lambda: "ours", lambda: 1e-3, 1e-2, True), ("peer", lambda: "peer", lambda: 1e-3, 1e-2, False),
+               ("broken", lambda: "broken", lambda: 1.0, 1e-2, False),
+               ("slow peer", lambda: "slow peer", lambda: 1e-3, 1e-2, False)]
+    bench = Clock(1e12, None, rounds=3)
+    bench.case("decode step", "B=1", 1e6, entries, graph=True)
+    assert order == ["ours", "peer", "slow peer"] * 3
+    row = bench.rows[0]
+    assert row["impls"]["ours"]["us"] == 1.5 and row["impls"]["peer"]["us"] == 3.0
+    assert row["impls"]["ours"]["rounds_us"] == [2.0, 1.0, 1.5] and round(row["impls"]["peer"]["spread_pct"]) == 20
+    assert row["ratio_vs_best_peer"] == 2.0 and row["impls"]["broken"]["status"].startswith("FAILED check")
+    assert "ours 1.50us (67%fl, ±33%) / peer 3.00us (33%fl, ±10%)" in bk.fmt_row(row)
 
 
 def test_graph_all_times_every_case_as_graph_replays():
@@ -145,7 +169,7 @@ def test_run_isolated_resumes_a_shape_after_a_device_fault(tmp_path, monkeypatch
         return types.SimpleNamespace(returncode=rc)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="", shape="", graph=False)
+    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="", shape="", graph=False, rounds=3)
     bk.run_isolated(a, ["rwkv_prefill"], [])
     assert len(calls) == 2 and "--resume" in calls[1]
     merged = json.loads((tmp_path / "bench_kernels.json").read_text())["rows"]
@@ -235,10 +259,11 @@ def test_several_shapes_run_one_process_each_and_are_drawn(tmp_path, monkeypatch
         return types.SimpleNamespace(returncode=0)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="BT=16", shape="", graph=True)
+    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="BT=16", shape="", graph=True, rounds=3)
     bk.run_isolated(a, ["rwkv_prefill"], bk.parse_shapes("1,4096,16,64;8,2048,16,64"))
     assert [c[c.index("--shape") + 1] for c in calls] == ["1,4096,16,64", "8,2048,16,64"]
     assert all("BT=16" in c and "--graph" in c for c in calls) and (tmp_path / "section_rwkv_prefill_8x2048x16x64").is_dir()
+    assert all(c[c.index("--rounds") + 1] == "3" for c in calls)
     merged = json.loads((tmp_path / "bench_kernels.json").read_text())["rows"]
     assert [r["shape"] for r in merged] == ["B=1", "B=8"]
     assert matplotlib.image.imread(tmp_path / "bench_sweep.png").shape[0] > 100
