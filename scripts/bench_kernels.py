@@ -135,6 +135,12 @@ def poisons_context(e: BaseException) -> bool:
     return type(e).__name__ == "AcceleratorError" or any(f in text for f in faults)
 
 
+# --headline: per op, the implementation its users run (the public entry point, or the op's one Triton path) and
+# every peer; the variants kept for kernels/NOTES.md's experiments (fixed chunk lengths, size classes, walk and
+# solve options) are left out, which makes a full run fit a few commands of the GPU machine
+HEADLINE_IMPLS = ("ours$", "ours fused$", "ours (Triton bwd)$", "ours chunk_delta_rule", "fla", "mamba", "torch$")
+
+
 def impl_matches(fragment: str, name: str) -> bool:
     """``--impl``'s test: ``fragment`` occurs in ``name``, or, written with a trailing ``$``, ends it."""
     return name.endswith(fragment[:-1]) if fragment.endswith("$") else fragment in name
@@ -416,6 +422,7 @@ def run_isolated(a, sections: list[str], shapes: list[tuple[int, ...]]) -> None:
             cmd = [sys.executable, __file__, "--only", name, "--out", str(sub)] + (["--quick"] if a.quick else [])
             cmd += ["--shape", tag] if tag else []
             cmd += ["--impl", a.impl] if a.impl else []
+            cmd += ["--headline"] if a.headline else []
             cmd += ["--graph"] if a.graph else []
             cmd += ["--rounds", str(a.rounds)]
             res = sub / "bench_kernels.json"
@@ -1035,6 +1042,8 @@ def main():
     ap.add_argument("--impl", default="", help="comma-separated name fragments: only the implementations whose name "
                     "contains one, e.g. 'BT=16,fla chunk' (default all); a fragment ending in '$' must end the name, "
                     "e.g. 'BT=16 fused$' leaves out 'BT=16 fused (size classes)'")
+    ap.add_argument("--headline", action="store_true", help="per op only what its users run and the peers (with "
+                    "--impl: those too): " + ", ".join(HEADLINE_IMPLS))
     ap.add_argument("--graph", action="store_true", help="time every implementation as CUDA-graph replays (the "
                     "device's time, without the host's launches; calls back to back, so L2 is not flushed between "
                     "them, unlike the eager timing); default: sequence ops eager, decode steps as graphs")
@@ -1078,7 +1087,8 @@ def main():
     }
     print(json.dumps(head), flush=True)
     resume = _load_saved(Path(a.resume), "--resume")[1] if a.resume else None
-    bench = Bench(bw, Path(a.out), head, flops, impls=tuple(x for x in a.impl.split(",") if x), resume=resume,
+    impls = tuple(x for x in a.impl.split(",") if x) + (HEADLINE_IMPLS if a.headline else ())
+    bench = Bench(bw, Path(a.out), head, flops, impls=impls, resume=resume,
                   graph_all=a.graph, rounds=a.rounds)
     print("| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |\n|---|---|---|---|---|")
     q = a.quick
@@ -1092,11 +1102,12 @@ def main():
                        (8, 4096, 16, 64), (8, 4096, 16, 128), (64, 1024, 16, 128)], [(4, 2048, 16, 128)]),
         (bench_chunk_bwd, [(1, 4096, 16, 128), (8, 2048, 16, 64), (8, 4096, 16, 128)], [(1, 2048, 16, 64)]),
         (bench_conv, [(1, 4096, 6144), (8, 4096, 6144), (64, 1024, 3072)], [(8, 2048, 6144)]),
-        (bench_rwkv_prefill, [(1, 4096, 16, 64), (8, 2048, 16, 64)], [(1, 1024, 16, 64)]),
+        (bench_rwkv_prefill, [(1, 4096, 16, 64), (8, 2048, 16, 64), (16, 2048, 16, 64), (1, 4096, 16, 128),
+                              (4, 2048, 16, 128)], [(1, 1024, 16, 64)]),
         (bench_gla_chunk, [(1, 1024, 16, 64), (1, 4096, 16, 128), (1, 16384, 16, 128), (8, 4096, 16, 64),
                            (8, 4096, 16, 128), (64, 1024, 16, 128)], [(4, 2048, 16, 128)]),
         (bench_gla_chunk_bwd, [(1, 4096, 16, 128), (8, 2048, 16, 64)], [(1, 2048, 16, 64)]),
-        (bench_rwkv_prefill_bwd, [(1, 2048, 16, 64), (8, 2048, 16, 64)], [(1, 1024, 16, 64)]),
+        (bench_rwkv_prefill_bwd, [(1, 4096, 16, 64), (8, 2048, 16, 64), (4, 2048, 16, 128)], [(1, 1024, 16, 64)]),
     ]
     for fn, full, quick in sections:
         if only and fn.__name__.removeprefix("bench_") not in only:

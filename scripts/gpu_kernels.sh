@@ -8,6 +8,8 @@
 #   TESTS="tests/kernels/test_gla_bwd.py ..." runs those test files instead of every one (and no memcheck).
 #   PROFILE="gla gla-saved ssd delta" first writes a kernel-by-kernel profile of each op's fwd+bwd (scripts/profile_kernels.py);
 #   SWEEP=1 first sweeps the decode-step launch (scripts/sweep_step_launch.py).
+#   HEADLINE=1 benchmarks per op only what its users run and the peers (bench_kernels.py --headline), not the
+#   variants kept for kernels/NOTES.md's experiments: the whole table in a few commands of the lent machine.
 set -uo pipefail
 out=${1:?usage: gpu_kernels.sh OUT_DIR [SECTIONS]}
 sections=${2:-}
@@ -40,5 +42,6 @@ elif command -v compute-sanitizer >/dev/null 2>&1; then
 else
   echo "compute-sanitizer not on PATH: SSD backward memcheck skipped" | tee "$out/ssd_bwd_memcheck.log"
 fi
-python3 scripts/bench_kernels.py --isolate --out "$out" ${sections:+--only "$sections"} 2>&1 | tee "$out/bench.log" | grep -E "^\| |geomean|exit code"
+python3 scripts/bench_kernels.py --isolate --out "$out" ${sections:+--only "$sections"} \
+  $([ "${HEADLINE:-0}" = 1 ] && echo --headline) 2>&1 | tee "$out/bench.log" | grep -E "^\| |geomean|exit code"
 bash scripts/gpu_autotune_cache.sh save "$out"  # for the next machine: see that script

@@ -51,6 +51,21 @@ def test_case_runs_only_the_chosen_implementations_and_refuses_to_time_a_failed_
     assert row["ratio_vs_best_peer"] == 1.5
 
 
+def test_headline_keeps_what_users_run_and_the_peers():
+    bk = _bench_module()
+
+    def kept(name):
+        return any(bk.impl_matches(f, name) for f in bk.HEADLINE_IMPLS)
+
+    users = ["ours", "ours fused", "ours (Triton bwd)", "ours chunk_delta_rule (chunk 16)"]
+    peers = ["fla chunk_rwkv7 (bounded gate, as fla's layer)", "fla", "mamba_ssm ssu", "mamba_ssm step", "torch",
+             "fla fused_recurrent_gla + torch read-out"]
+    variants = ["ours chunked BT=16 fused", "ours (size classes)", "ours (ref. bwd)", "ours fused-recurrent",
+                "ours (no saved A)", "ours (Triton bwd) (size classes)", "ours chunked BT=64 fused, lean walk, skip group 8",
+                "ours (chunk 64)", "ours (row-by-row diagonal)"]
+    assert all(map(kept, users + peers)) and not any(map(kept, variants))
+
+
 def test_rounds_time_each_implementation_in_turn_and_report_the_median():
     """The first timing follows each implementation's check; the further rounds take the row's implementations in
     turn. The row reports each one's median and spread; a failed check is never timed."""
@@ -169,7 +184,7 @@ def test_run_isolated_resumes_a_shape_after_a_device_fault(tmp_path, monkeypatch
         return types.SimpleNamespace(returncode=rc)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="", shape="", graph=False, rounds=3)
+    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="", shape="", graph=False, rounds=3, headline=False)
     bk.run_isolated(a, ["rwkv_prefill"], [])
     assert len(calls) == 2 and "--resume" in calls[1]
     merged = json.loads((tmp_path / "bench_kernels.json").read_text())["rows"]
@@ -259,11 +274,11 @@ def test_several_shapes_run_one_process_each_and_are_drawn(tmp_path, monkeypatch
         return types.SimpleNamespace(returncode=0)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="BT=16", shape="", graph=True, rounds=3)
+    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="BT=16", shape="", graph=True, rounds=3, headline=True)
     bk.run_isolated(a, ["rwkv_prefill"], bk.parse_shapes("1,4096,16,64;8,2048,16,64"))
     assert [c[c.index("--shape") + 1] for c in calls] == ["1,4096,16,64", "8,2048,16,64"]
     assert all("BT=16" in c and "--graph" in c for c in calls) and (tmp_path / "section_rwkv_prefill_8x2048x16x64").is_dir()
-    assert all(c[c.index("--rounds") + 1] == "3" for c in calls)
+    assert all(c[c.index("--rounds") + 1] == "3" and "--headline" in c for c in calls)
     merged = json.loads((tmp_path / "bench_kernels.json").read_text())["rows"]
     assert [r["shape"] for r in merged] == ["B=1", "B=8"]
     assert matplotlib.image.imread(tmp_path / "bench_sweep.png").shape[0] > 100
