@@ -320,6 +320,31 @@ def plot_saved(path: Path) -> None:
         print(f"{path}: no row has a peer ratio; nothing to plot")
 
 
+def merge_saved(paths: list[Path], out: Path) -> None:
+    """``--merge``: the rows of several saved runs of one table (e.g. its sections over several commands of a lent
+    machine) as one bench_kernels.json / .md / .png under ``out``. The header is the first file's, with each
+    file's date listed; a row (op and shape) in more than one file is refused, since which to keep is a choice."""
+    head, rows, seen, dates = None, [], {}, []
+    for path in paths:
+        h, rs = _load_saved(path, "--merge")
+        if head is None:
+            head = dict(h)
+        elif h.get("device") != head.get("device"):
+            raise SystemExit(f"--merge: {path} is from {h.get('device')}, {paths[0]} from {head.get('device')}; "
+                             "merge runs of one device")
+        dates.append(h.get("date"))
+        for r in rs:
+            key = (r["op"], r["shape"])
+            if key in seen:
+                raise SystemExit(f"--merge: {r['op']} {r['shape']} is in both {seen[key]} and {path}; leave one out "
+                                 "(e.g. rerun that section alone)")
+            seen[key] = path
+            rows.append(r)
+    head["date"] = ", ".join(dict.fromkeys(str(d) for d in dates))
+    write_results(out, head, rows)
+    print(f"wrote {out / 'bench_kernels.md'}: {len(rows)} rows from {len(paths)} files")
+
+
 def _load_saved(path: Path, flag: str) -> tuple[dict, list]:
     try:
         saved = json.loads(path.read_text())
@@ -1052,6 +1077,9 @@ def main():
                     "median and ± half the range")
     ap.add_argument("--plot-sweep", nargs="+", default=[], metavar="JSON", help="only draw each implementation's time "
                     "against the shapes of several saved runs (e.g. one --shape each, in the order given; no GPU needed)")
+    ap.add_argument("--merge", nargs="+", default=[], metavar="JSON", help="only merge the rows of several saved "
+                    "runs (e.g. sections run in separate commands) into --out's bench_kernels.json / .md / .png (no GPU "
+                    "needed)")
     ap.add_argument("--sweep-out", default="sweep.png", help="where --plot-sweep writes its figure")
     ap.add_argument("--resume", default="", metavar="JSON", help="a bench_kernels.json of an earlier process of this run: "
                     "its entries are kept and not run again (how a run goes on after a device fault; exit code "
@@ -1059,6 +1087,8 @@ def main():
     a = ap.parse_args()
     if a.plot:
         return plot_saved(Path(a.plot))
+    if a.merge:
+        return merge_saved([Path(p) for p in a.merge], Path(a.out))
     if a.plot_sweep:
         drawn = plot_sweep([Path(p) for p in a.plot_sweep], Path(a.sweep_out))
         return print(f"wrote {a.sweep_out}" if drawn else "--plot-sweep: no timed entry in those files; nothing drawn")

@@ -312,3 +312,27 @@ def test_toggled_flips_a_flag_for_the_whole_call_and_restores_it():
     assert mod.FLAG is False
     # the benchmark's A/B rows: the size-class row is named for the side the flag is not on
     assert bk.size_class_row(None, None)[0][0] == "ours (size classes)"
+
+
+def test_merge_joins_the_rows_of_several_runs_and_refuses_a_row_twice(tmp_path):
+    import pytest
+
+    bk = _bench_module()
+
+    def saved(name, date, shapes, device="dev"):
+        head = {"device": device, "date": date, "torch": "t", "triton": "tr", "peers": ["fla"], "hbm_copy_GBps": 1.0,
+                "bf16_matmul_TFLOPs": 1.0}
+        rows = [{"op": "SSD decode step", "shape": s, "floor_us": 1.0, "ratio_vs_best_peer": 1.1,
+                 "impls": {"ours": {"status": "ok", "us": 2.0, "pct_floor": 50.0, "ours": True}}} for s in shapes]
+        bk.write_results(tmp_path / name, head, rows)
+        return tmp_path / name / "bench_kernels.json"
+
+    a, b = saved("a", "d1", ["B=1", "B=8"]), saved("b", "d2", ["B=64"])
+    bk.merge_saved([a, b], tmp_path / "all")
+    merged = json.loads((tmp_path / "all" / "bench_kernels.json").read_text())
+    assert [r["shape"] for r in merged["rows"]] == ["B=1", "B=8", "B=64"] and merged["header"]["date"] == "d1, d2"
+    assert "| SSD decode step | B=64 |" in (tmp_path / "all" / "bench_kernels.md").read_text()
+    with pytest.raises(SystemExit, match="B=8 is in both"):
+        bk.merge_saved([a, saved("c", "d3", ["B=8"])], tmp_path / "x")
+    with pytest.raises(SystemExit, match="merge runs of one device"):
+        bk.merge_saved([a, saved("d", "d4", ["B=2"], device="other")], tmp_path / "y")
