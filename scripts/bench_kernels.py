@@ -262,8 +262,21 @@ def fmt_row(row) -> str:
         us = f"{v['us']:.2f}" if v["us"] < 10 else f"{v['us']:.1f}"
         parts.append(f"{name} {us}us ({v['pct_floor']:.0f}%fl{mm}{spread})")
     r = row["ratio_vs_best_peer"]
-    ratio = "" if r is None else f"{r:.2f}x"
+    ratio = "" if r is None else f"{r:.2f}x" + (" (rounds overlap)" if rounds_overlap(row) else "")
     return f"| {row['op']} | {row['shape']} | {row['floor_us']:.1f} | " + " / ".join(parts) + f" | {ratio} |"
+
+
+def rounds_overlap(row: dict) -> bool:
+    """Whether the fastest of ours and the fastest peer, both timed in rounds, have overlapping ranges of round
+    times: their ratio is then within what the machine moved during the row, a tie rather than a lead."""
+    best = {}
+    for v in row["impls"].values():
+        if v["status"] == "ok" and (v["ours"] not in best or v["us"] < best[v["ours"]]["us"]):
+            best[v["ours"]] = v
+    if len(best) < 2 or not all("rounds_us" in v for v in best.values()):
+        return False
+    a, b = best[True]["rounds_us"], best[False]["rounds_us"]
+    return max(min(a), min(b)) <= min(max(a), max(b))
 
 
 def _save_figure(fig, path: Path) -> None:
@@ -402,7 +415,8 @@ def write_results(out: Path, head: dict, rows: list) -> None:
           f"measured HBM copy {head['hbm_copy_GBps']:.0f} GB/s, bf16 matmul {head['bf16_matmul_TFLOPs']:.0f} TFLOP/s. "
           f"Medians; {'every row' if head.get('timing') == 'cuda graph' else 'decode steps'} timed as CUDA-graph "
           "replays" + (f"; each implementation timed in {head['rounds']} rounds, the row's in turn (median; ± half the "
-                       "range)" if head.get("rounds", 1) > 1 else "") + ". ratio = best peer / ours (> 1: ours faster). "
+                       "range; 'rounds overlap': the fastest of ours and of the peers overlap, a tie)"
+                       if head.get("rounds", 1) > 1 else "") + ". ratio = best peer / ours (> 1: ours faster). "
           "%fl = HBM floor / time; %mm (chunked scans) = unavoidable matmul FLOPs / measured bf16 matmul rate / time.", "",
           "| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |", "|---|---|---|---|---|"]
     md += [fmt_row(r) for r in rows]

@@ -88,6 +88,9 @@ def test_rounds_time_each_implementation_in_turn_and_report_the_median():
     assert row["impls"]["ours"]["rounds_us"] == [2.0, 1.0, 1.5] and round(row["impls"]["peer"]["spread_pct"]) == 20
     assert row["ratio_vs_best_peer"] == 2.0 and row["impls"]["broken"]["status"].startswith("FAILED check")
     assert "ours 1.50us (67%fl, ±33%) / peer 3.00us (33%fl, ±10%)" in bk.fmt_row(row)
+    assert bk.fmt_row(row).endswith("| 2.00x |")  # ours 1.0-2.0 µs, the peer 2.7-3.3: apart
+    row["impls"]["peer"]["rounds_us"] = [2.0, 3.0, 2.7]
+    assert bk.fmt_row(row).endswith("| 2.00x (rounds overlap) |")
 
 
 def test_graph_all_times_every_case_as_graph_replays():
