@@ -137,10 +137,11 @@ def test_split_walk_full_shape_gpu(K, V, dtype, tol):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("B", [1, 64])  # batch 1 at K = 64: V blocks of 8 (step_launch, kernels/NOTES.md 66)
 @pytest.mark.parametrize("K,V", [(64, 64), (128, 128)])
-def test_step_full_shape_gpu(K, V):
+def test_step_full_shape_gpu(B, K, V):
     dev = torch.device("cuda")
-    B, H = 64, 16
+    H = 16
     q, k, v, g = (torch.randn(B, H, K, device=dev), torch.randn(B, H, K, device=dev), torch.randn(B, H, V, device=dev),
                   -torch.rand(B, H, device=dev))
     s = torch.randn(B, H, K, V, device=dev)
