@@ -278,9 +278,40 @@ def gla_chunk_bwd(stages: int, sass: bool = False, only: str = "", quick: bool =
     yield from _autotuned_rows(cases, (64, 128), stages, sass, only, quick)
 
 
+def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = False):
+    """The decode step's one kernel (``gated_step_kernel``) as the SSD, GLA and delta-rule steps launch it: each
+    launch ``step_launch`` picks on a GPU for H = 16 at batch 1 and batch 64, and at K ≤ 64 the [K, 16] tile on 4
+    warps that batch 1 took before V blocks of 8 (kernels/NOTES.md 66). ``--sass`` shows each one's barriers and
+    shuffles: the reductions over K that cross warps."""
+    import kernels._dispatch as dispatch
+    from kernels.gla.triton_step import gated_step_kernel
+
+    bf = "*bf16"
+    types = {n: bf for n in ("q", "k", "v", "a", "b", "o")} | {"g": "*fp32", "s": "*fp32", "scale": "fp32",
+                                                               "eps": "fp32", "H": "i32"}
+    ops = [("ssd", dict(SCALAR_DECAY=True, DELTA=False, a=None, b=None)),
+           ("gla", dict(SCALAR_DECAY=False, DELTA=False, a=None, b=None)),
+           ("delta", dict(SCALAR_DECAY=False, DELTA=True))]
+    interpreted, dispatch.triton_interpreted = dispatch.triton_interpreted, lambda: False  # the GPU's launches
+    try:
+        for name, consts in ops:
+            if only and name != only:
+                continue
+            for K in (64,) if quick else (64, 128):
+                tiles = {dispatch.step_launch(BH, K, K, name == "delta") for BH in (16, 16 * 64)}
+                tiles |= {(max(16, triton.next_power_of_2(K)), 16, 4)} if K <= 64 else set()
+                for BK, BV, warps in sorted(tiles)[:1] if quick else sorted(tiles):
+                    regs, spills, cubin = compile_sm90(gated_step_kernel, types, dict(consts, rk=None, nw=None, gz=None,
+                                                       K=K, V=K, BK=BK, BV=BV), warps, stages)
+                    row = f"| {name} | {K} | - | {{'BK': {BK}, 'BV': {BV}}} | {warps} | {regs} | {spills} |"
+                    yield row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
+    finally:
+        dispatch.triton_interpreted = interpreted
+
+
 AUTOTUNED = ("gla_chunk_bwd", "gla_chunk_fwd", "ssd_chunk_fwd")  # groups whose tiles are their autotuners' configs
 GROUPS = {"delta_chunk_bwd": delta_chunk_bwd, "delta_chunk_fwd": delta_chunk_fwd, "gla_chunk_bwd": gla_chunk_bwd,
-          "gla_chunk_fwd": gla_chunk_fwd, "ssd_chunk_fwd": ssd_chunk_fwd}
+          "gla_chunk_fwd": gla_chunk_fwd, "ssd_chunk_fwd": ssd_chunk_fwd, "decode_step": decode_step}
 
 
 def main() -> None:
