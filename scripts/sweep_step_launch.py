@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -106,6 +107,78 @@ def mamba_ssu_case(B: int, H: int, D: int):
     return (lambda: ssu(st, x, **args)), err
 
 
+def plot(panels: list[dict], path: Path) -> bool:
+    """One panel per op and shape: each launch's median time (a point) with its range over the rounds (the heuristic's own
+    launch orange, the fastest green), and the peer's median as a dashed line, its range shaded. Written under a
+    temporary name, then renamed; False (nothing written) without matplotlib or panels."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    if not panels:
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 0.25 * sum(len(p["bars"]) for p in panels) + 1.2 * len(panels)),
+                             squeeze=False)
+    for ax, p in zip(axes[:, 0], panels, strict=True):
+        labels, med, lo, hi = zip(*p["bars"], strict=True)
+        y = list(range(len(labels)))[::-1]
+        best = min(range(len(med)), key=med.__getitem__)
+        colors = ["tab:orange" if lab.startswith("shipped") else "tab:green" if i == best else "tab:gray"
+                  for i, lab in enumerate(labels)]
+        err = [[m - a for m, a in zip(med, lo, strict=True)], [b - m for m, b in zip(med, hi, strict=True)]]
+        # points, not bars: the axis starts near the fastest time, where bar lengths would exaggerate a few %
+        for yi, m, e0, e1, c in zip(y, med, *err, colors, strict=True):
+            ax.errorbar(m, yi, xerr=[[e0], [e1]], fmt="o", color=c, capsize=2, ms=5)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_yticks(y, labels, fontsize=7)
+        if p.get("peer"):
+            m, a, b = p["peer"]
+            ax.axvline(m, color="black", ls="--", lw=1, label=f"{p['peer_name']} {m:.2f} µs")
+            ax.axvspan(a, b, color="black", alpha=0.1)
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_xlim(0.9 * min(lo + ((p["peer"][1],) if p.get("peer") else ())), None)
+        ax.set_title(p["title"], fontsize=9)
+        ax.set_xlabel("µs per step (CUDA-graph replays; median and range over the rounds)", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
+_LINE = re.compile(r"^(\S+) B=(\d+) H=(\d+) D=(\d+) (?:BV=(\w+) warps=(\w+)|(mamba_ssm) ssu): ([\d.]+) us"
+                   r"(?: \(rounds ([\d.]+)-([\d.]+)\))?")
+
+
+def panels_from_md(text: str) -> list[dict]:
+    """The panels of :func:`plot` from a written sweep_step_launch.md (its "every configuration" lines and the
+    table's shipped launch), so that a sweep's figure can be drawn again where it was not (no GPU needed)."""
+    shipped = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) >= 3 and cells[1].startswith("B="):
+            shipped[(cells[0], cells[1])] = cells[2]
+    panels = {}
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if not m:
+            continue
+        name, B, H, D, bv, w, peer, med, lo, hi = m.groups()
+        key = (name, f"B={B} H={H} K=V={D}")
+        p = panels.setdefault(key, {"title": f"{name} step, {key[1]}", "bars": [], "peer_name": "mamba_ssm", "peer": None})
+        t = (float(med), float(lo or med), float(hi or med))
+        if peer:
+            p["peer"] = t
+        else:
+            label = f"shipped {shipped.get(key, '')}".strip() if bv == "None" else f"BV {bv}, {w} warps"
+            p["bars"].append((label, *t))
+    return list(panels.values())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=".", help="folder for sweep_step_launch.md")
@@ -113,9 +186,15 @@ def main() -> None:
     ap.add_argument("--ops", default="SSD,GLA,RWKV-7", help="which steps to sweep, comma-separated")
     ap.add_argument("--rounds", type=int, default=1, help="time every configuration this many times, in turn (median)")
     ap.add_argument("--peer", action="store_true", help="time mamba_ssm's selective_state_update beside the SSD step")
+    ap.add_argument("--replot", default="", metavar="MD", help="only draw the figure of a written "
+                    "sweep_step_launch.md, beside it as .png (no GPU needed)")
     ap.add_argument("--bvs", default="16,32,64,128",
                     help="V blocks to try, comma-separated powers of two (8 and 4 give batch 1 more, smaller programs)")
     a = ap.parse_args()
+    if a.replot:
+        md = Path(a.replot)
+        drawn = plot(panels_from_md(md.read_text()), md.with_suffix(".png"))
+        return print(f"wrote {md.with_suffix('.png')}" if drawn else f"{md}: no sweep lines to draw")
     if not torch.cuda.is_available():
         raise SystemExit("sweep_step_launch needs a CUDA device")
     from triton.testing import do_bench_cudagraph
@@ -124,7 +203,7 @@ def main() -> None:
     lines = [f"# Decode-step launch sweep, {torch.cuda.get_device_name()}", "",
              "| op | shape | shipped (BV, warps) | shipped µs | best (BV, warps) | best µs | shipped / best | mamba_ssm µs |",
              "|---|---|---|---|---|---|---|---|"]
-    grid = []
+    grid, panels = [], []
     for shape in a.shapes.split(";"):
         B, H, D = map(int, shape.split(","))
         s0, ops = cases(B, H, D)
@@ -170,6 +249,10 @@ def main() -> None:
                             + (f" (rounds {min(ts):.2f}-{max(ts):.2f})" if len(ts) > 1 else "") + f" err {peer[1]:.1e}")
                 print(grid[-1], flush=True)
             shipped = step_launch(B * H, D, D, name == "RWKV-7")[1:]
+            bars = [(f"shipped {shipped}" if bv is None else f"BV {bv}, {w} warps", times[(bv, w)],
+                     min(samples[(bv, w)]), max(samples[(bv, w)])) for (bv, w), _ in checked]
+            panels.append({"title": f"{name} step, B={B} H={H} K=V={D}", "bars": bars, "peer_name": "mamba_ssm",
+                           "peer": (times["peer"], min(samples["peer"]), max(samples["peer"])) if peer else None})
             best = min((c for c in times if c != "peer" and c[0] is not None), key=times.get)
             t0 = times.get((None, None), float("nan"))
             peer_us = f"{times['peer']:.2f}" if "peer" in times else ""
@@ -178,7 +261,11 @@ def main() -> None:
             print(lines[-1], flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep_step_launch.md").write_text("\n".join(lines + ["", "## every configuration", "", *grid]) + "\n")
+    tmp = out / ".sweep_step_launch.md.tmp"
+    tmp.write_text("\n".join(lines + ["", "## every configuration", "", *grid]) + "\n")
+    tmp.replace(out / "sweep_step_launch.md")
+    if plot(panels, out / "sweep_step_launch.png"):
+        print(f"wrote {out / 'sweep_step_launch.png'}")
 
 
 if __name__ == "__main__":

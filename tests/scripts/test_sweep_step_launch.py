@@ -41,6 +41,15 @@ def test_sweep_checks_times_each_launch_per_round_and_names_the_fastest(tmp_path
     assert "| (8, 2) | 1.02 |" in row
     assert "SSD B=1 H=2 D=8 BV=8 warps=2: 1.02 us (rounds 1.01-1.03) err" in text
     assert "FAILED" not in text
+    import matplotlib.image
+
+    assert matplotlib.image.imread(tmp_path / "sweep_step_launch.png").shape[0] > 100
+    # the figure drawn again from the written table alone (--replot)
+    mod = load("sweep_step_launch")
+    (panel,) = mod.panels_from_md(text)
+    assert panel["title"] == "SSD step, B=1 H=2 K=V=8" and panel["peer"] is None
+    assert panel["bars"][0][0].startswith("shipped (") and ("BV 8, 2 warps", 1.02, 1.01, 1.03) in panel["bars"]
+    assert len(panel["bars"]) == 9
 
 
 def test_sweep_times_mamba_beside_the_ssd_step(tmp_path, monkeypatch):
