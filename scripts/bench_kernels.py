@@ -306,7 +306,9 @@ def plot_ratios(path: Path, head: dict, rows: list) -> bool:
     fig, ax = plt.subplots(figsize=(9, 0.3 * len(rated) + 1.4))
     y = range(len(rated))[::-1]  # first row at the top, as in the table
     # bars grow from 1 (parity): right where ours is faster, left where a peer is
-    ax.barh(list(y), [x - 1 for x in ratios], left=1, color=["tab:green" if x >= 1 else "tab:red" for x in ratios])
+    # a tie (the fastest of ours and of the peers overlap in their round times, rounds_overlap) in grey
+    colors = ["tab:gray" if rounds_overlap(r) else "tab:green" if x >= 1 else "tab:red" for r, x in zip(rated, ratios, strict=True)]
+    ax.barh(list(y), [x - 1 for x in ratios], left=1, color=colors)
     ax.set_xscale("log")
     ax.axvline(1.0, color="black", lw=0.8)
     ax.set_yticks(list(y), [f"{r['op']}  {r['shape']}" for r in rated], fontsize=7)
@@ -317,7 +319,7 @@ def plot_ratios(path: Path, head: dict, rows: list) -> bool:
     ticks = [t for t in (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20) if lo <= t <= hi]
     ax.set_xticks(ticks, [f"{t:g}×" for t in ticks])
     ax.minorticks_off()
-    ax.set_xlabel("best peer time / ours (> 1: ours faster)")
+    ax.set_xlabel("best peer time / ours (> 1: ours faster; grey: a tie, the round times overlap)")
     ax.set_title(f"{head['device']}, {str(head['date'])[:10]}: peers {', '.join(head['peers']) or 'none'}", fontsize=9)
     _save_figure(fig, path)
     return True
