@@ -195,6 +195,8 @@ def main() -> None:
         md = Path(a.replot)
         drawn = plot(panels_from_md(md.read_text()), md.with_suffix(".png"))
         return print(f"wrote {md.with_suffix('.png')}" if drawn else f"{md}: no sweep lines to draw")
+    if a.rounds < 1:
+        raise SystemExit(f"--rounds {a.rounds}: take at least 1 (the times each launch is timed)")
     if not torch.cuda.is_available():
         raise SystemExit("sweep_step_launch needs a CUDA device")
     from triton.testing import do_bench_cudagraph

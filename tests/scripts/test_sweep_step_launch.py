@@ -64,3 +64,8 @@ def test_sweep_times_mamba_beside_the_ssd_step(tmp_path, monkeypatch):
     assert "SSD B=1 H=2 D=8 mamba_ssm ssu: 2.24 us (rounds 2.22-2.26) err" in text and "FAILED" not in text
     row = next(line for line in text.splitlines() if line.startswith("| SSD |"))
     assert row.endswith("| 2.24 |")
+
+
+def test_rounds_below_one_are_refused(tmp_path, monkeypatch):
+    with pytest.raises(SystemExit, match="--rounds 0: take at least 1"):
+        _sweep(tmp_path, monkeypatch, "--rounds", "0")
