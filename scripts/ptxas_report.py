@@ -281,10 +281,11 @@ def gla_chunk_bwd(stages: int, sass: bool = False, only: str = "", quick: bool =
 def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = False):
     """The decode step's one kernel (``gated_step_kernel``) as the SSD, GLA and delta-rule steps launch it: each
     launch ``step_launch`` picks on a GPU for H = 16 at batch 1 and batch 64, and at K ≤ 64 the [K, 16] tile on 4
-    warps that batch 1 took before V blocks of 8 (kernels/NOTES.md 66). ``--sass`` shows each one's barriers and
+    warps that batch 1 took before V blocks of 8 (kernels/NOTES.md 66), each also in the kernel's launch variants
+    (``STEP_VARIANTS``: no barrier, state stored last, out of place). ``--sass`` shows each one's barriers and
     shuffles: the reductions over K that cross warps."""
     import kernels._dispatch as dispatch
-    from kernels.gla.triton_step import gated_step_kernel
+    from kernels.gla.triton_step import STEP_VARIANTS, gated_step_kernel
 
     bf = "*bf16"
     types = {n: bf for n in ("q", "k", "v", "a", "b", "o")} | {"g": "*fp32", "s": "*fp32", "scale": "fp32",
@@ -301,12 +302,36 @@ def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = F
                 tiles = {dispatch.step_launch(BH, K, K, name == "delta") for BH in (16, 16 * 64)}
                 tiles |= {(max(16, triton.next_power_of_2(K)), 16, 4)} if K <= 64 else set()
                 for BK, BV, warps in sorted(tiles)[:1] if quick else sorted(tiles):
-                    regs, spills, cubin = compile_sm90(gated_step_kernel, types, dict(consts, rk=None, nw=None, gz=None,
-                                                       K=K, V=K, BK=BK, BV=BV), warps, stages)
-                    row = f"| {name} | {K} | - | {{'BK': {BK}, 'BV': {BV}}} | {warps} | {regs} | {spills} |"
-                    yield row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
+                    for variant, vconsts in [("", {})] + list(STEP_VARIANTS.items()):
+                        # s_out None but out of place, as a launch passes it (None compiles as a constant)
+                        c = dict(consts, rk=None, nw=None, gz=None, K=K, V=K, BK=BK, BV=BV) | (
+                            vconsts if "OUT_OF_PLACE" in vconsts else dict(vconsts, s_out=None))
+                        regs, spills, cubin = compile_sm90(gated_step_kernel, types, c, warps, stages)
+                        label = f"{name} {variant}".strip()
+                        row = f"| {label} | {K} | - | {{'BK': {BK}, 'BV': {BV}}} | {warps} | {regs} | {spills} |"
+                        yield row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
+        if not quick and only in ("", "fla"):
+            yield from _fla_rwkv7_step(stages, sass)
     finally:
         dispatch.triton_interpreted = interpreted
+
+
+def _fla_rwkv7_step(stages: int, sass: bool):
+    """fla's RWKV-7 decode step (``fused_recurrent_rwkv7_fwd_kernel`` at T = 1, state read from ``h0`` and written
+    to ``ht``) at the V blocks and warps its autotuner picked on an H200 (kernels/NOTES.md 67), beside ours; nothing
+    where fla is not installed."""
+    try:
+        from fla.ops.rwkv7.fused_recurrent import fused_recurrent_rwkv7_fwd_kernel as kernel
+    except Exception:  # noqa: BLE001
+        return
+    types = {n: "*bf16" for n in ("r", "w", "k", "v", "kk", "a", "o")} | {"h0": "*fp32", "ht": "*fp32", "scale": "fp32",
+                                                                       "T": "i32"}
+    for K, BV, warps in ((64, 16, 8), (128, 32, 2)):
+        consts = dict(B=64, H=16, K=K, V=K, BK=K, BV=BV, REVERSE=False, USE_INITIAL_STATE=True, STORE_FINAL_STATE=True,
+                      IS_VARLEN=False, IS_DECODE=True, cu_seqlens=None)
+        regs, spills, cubin = compile_sm90(kernel, types, consts, warps, stages)
+        row = f"| fla rwkv7 step | {K} | - | {{'BK': {K}, 'BV': {BV}}} | {warps} | {regs} | {spills} |"
+        yield row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
 
 
 AUTOTUNED = ("gla_chunk_bwd", "gla_chunk_fwd", "ssd_chunk_fwd")  # groups whose tiles are their autotuners' configs

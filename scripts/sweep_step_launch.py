@@ -42,20 +42,53 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
+VARIANTS = gla_step.STEP_VARIANTS  # the kernel's launch variants that --variants times
+
+class _Variant:
+    """A launcher of :func:`gated_step_kernel` with some of its constexprs set (one of VARIANTS). Out of place, the
+    new state goes to a tensor of the state's shape made at the launch (``last_out``); the state is left as it was."""
+
+    def __init__(self, kernel, constexprs: dict):
+        self.kernel, self.constexprs, self.last_out = kernel, constexprs, None
+
+    def __getitem__(self, grid):
+        run = self.kernel[grid]
+
+        def launch(*args, **kw):
+            extra = dict(self.constexprs)
+            if extra.get("OUT_OF_PLACE"):
+                self.last_out = extra["s_out"] = torch.empty_like(args[6])  # the kernel's 7th argument: the state
+            return run(*args, **kw, **extra)
+
+        return launch
+
+
+_STEP_MODULES = (ssd_step, gla_step, delta_step)
+
+
 @contextlib.contextmanager
-def launch(BV: int | None, warps: int | None):
-    """Force the steps' (BV, num_warps); None keeps the shipped heuristic's choice."""
+def launch(BV: int | None, warps: int | None, variant: str = ""):
+    """Force the steps' (BV, num_warps); None keeps the shipped heuristic's choice. ``variant`` (a VARIANTS key)
+    launches the step kernel with that variant's constexprs; the context is its launcher (None for the shipped
+    kernel), whose ``last_out`` holds an out-of-place launch's new state."""
     saved = ssd_step.step_launch, gla_step.step_launch
+    kernels_saved = [m.gated_step_kernel for m in _STEP_MODULES]
 
     def forced(BH, K, V, rank_one=False):
         BK, bv, w = step_launch(BH, K, V, rank_one)
         return BK, bv if BV is None else BV, w if warps is None else warps
 
     ssd_step.step_launch = gla_step.step_launch = forced
+    launcher = _Variant(kernels_saved[0], VARIANTS[variant]) if variant else None
+    if launcher:
+        for m in _STEP_MODULES:  # they all launch the one kernel
+            m.gated_step_kernel = launcher
     try:
-        yield
+        yield launcher
     finally:
         ssd_step.step_launch, gla_step.step_launch = saved
+        for m, k in zip(_STEP_MODULES, kernels_saved, strict=True):
+            m.gated_step_kernel = k
 
 
 def cases(B: int, H: int, D: int):
@@ -107,6 +140,63 @@ def mamba_ssu_case(B: int, H: int, D: int):
     return (lambda: ssu(st, x, **args)), err
 
 
+# fla's RWKV-7 step autotunes (V block, warps, stages) keyed on K alone: the launch it tunes at the first batch it
+# meets serves every batch after (its pick at K = 128 took 50.4 µs at B = 64 one day and 37.8 µs the next,
+# kernels/NOTES.md 67). The sweep times its autotuned call and each of its configs pinned (stages left at 2: the
+# step has no loop to pipeline), so the fastest peer at a shape is the best any of its launches gives there.
+FLA_RWKV7_CONFIGS = [(bv, w) for bv in (16, 32, 64) for w in (2, 4, 8, 16)]
+
+
+def fla_rwkv7_cases(B: int, H: int, D: int) -> dict:
+    """{name: (call, rel. err)} of fla's ``fused_mul_recurrent_rwkv7`` on one RWKV-7 step (its inputs: w the
+    log-decay, kk and a with a = −kk, b = kk ⊙ a; its state ``[B, H, K, V]`` read from one tensor and written to
+    another), autotuned and pinned to each of FLA_RWKV7_CONFIGS, each checked against the fp32 reference; {}
+    when fla is not importable."""
+    try:
+        import triton
+        from fla.ops.rwkv7 import fused_mul_recurrent_rwkv7 as fm
+        from fla.ops.rwkv7.fused_recurrent import fused_recurrent_rwkv7_fwd_kernel as tuner
+        from triton.runtime.autotuner import Autotuner
+    except Exception as e:  # noqa: BLE001
+        print(f"fla unavailable: {e!r}")
+        return {}
+    while not isinstance(tuner, Autotuner):  # heuristics wrap its autotuner
+        tuner = tuner.fn
+    dev = DEVICE
+    q, k, v = (torch.randn(B, 1, H, D, device=dev, dtype=torch.bfloat16) for _ in range(3))
+    k = (k.float() / D**0.5).to(torch.bfloat16)
+    w = F.logsigmoid(torch.randn(B, 1, H, D, device=dev)) / 16
+    kk = F.normalize(torch.randn(B, 1, H, D, device=dev), dim=-1).to(torch.bfloat16)
+    alpha = torch.rand(B, 1, H, D, device=dev).to(torch.bfloat16)
+    s0 = torch.randn(B, H, D, D, device=dev) / D
+    s_ref = s0.clone()
+    o_ref = naive_delta_rule_step(q[:, 0].float(), k[:, 0].float(), v[:, 0].float(), w[:, 0], -kk[:, 0].float(),
+                                  kk[:, 0].float() * alpha[:, 0].float(), s_ref)
+
+    def call(config=None):
+        def run():
+            saved = tuner.configs
+            if config is not None:  # one config: the autotuner launches it without timing any
+                tuner.configs = [triton.Config({"BV": config[0]}, num_warps=config[1], num_stages=2)]
+            try:
+                return fm(q, w, k, v, kk, alpha, scale=1.0, initial_state=s0, output_final_state=True)
+            finally:
+                tuner.configs = saved
+        return run
+
+    out = {}
+    for name, config in [("fla fused_mul_recurrent_rwkv7", None)] + [
+            (f"fla fused_mul_recurrent_rwkv7 BV={bv} warps={nw}", (bv, nw)) for bv, nw in FLA_RWKV7_CONFIGS if bv <= D]:
+        run = call(config)
+        try:
+            o, st = run()
+        except Exception as e:  # noqa: BLE001 (a config past the GPU's resources is reported, not timed)
+            print(f"{name}: {e!r}")
+            continue
+        out[name] = run, max(rel_err(o[:, 0], o_ref), rel_err(st, s_ref))
+    return out
+
+
 def plot(panels: list[dict], path: Path) -> bool:
     """One panel per op and shape: each launch's median time (a point) with its range over the rounds (the heuristic's own
     launch orange, the fastest green), and the peer's median as a dashed line, its range shaded. Written under a
@@ -126,7 +216,7 @@ def plot(panels: list[dict], path: Path) -> bool:
         labels, med, lo, hi = zip(*p["bars"], strict=True)
         y = list(range(len(labels)))[::-1]
         best = min(range(len(med)), key=med.__getitem__)
-        colors = ["tab:orange" if lab.startswith("shipped") else "tab:green" if i == best else "tab:gray"
+        colors = ["tab:orange" if lab.startswith("shipped") and lab.endswith(")") else "tab:green" if i == best else "tab:gray"
                   for i, lab in enumerate(labels)]
         err = [[m - a for m, a in zip(med, lo, strict=True)], [b - m for m, b in zip(med, hi, strict=True)]]
         # points, not bars: the axis starts near the fastest time, where bar lengths would exaggerate a few %
@@ -150,7 +240,11 @@ def plot(panels: list[dict], path: Path) -> bool:
     return True
 
 
-_LINE = re.compile(r"^(\S+) B=(\d+) H=(\d+) D=(\d+) (?:BV=(\w+) warps=(\w+)|(mamba_ssm) ssu): ([\d.]+) us"
+def _tag(variant: str) -> str:
+    return f" {variant}" if variant else ""
+
+
+_LINE = re.compile(r"^(\S+) B=(\d+) H=(\d+) D=(\d+) (?:BV=(\w+) warps=(\w+)( [\w-]+)?|(mamba_ssm ssu|fla [^:]+)): ([\d.]+) us"
                    r"(?: \(rounds ([\d.]+)-([\d.]+)\))?")
 
 
@@ -167,14 +261,16 @@ def panels_from_md(text: str) -> list[dict]:
         m = _LINE.match(line)
         if not m:
             continue
-        name, B, H, D, bv, w, peer, med, lo, hi = m.groups()
+        name, B, H, D, bv, w, var, peer, med, lo, hi = m.groups()
         key = (name, f"B={B} H={H} K=V={D}")
-        p = panels.setdefault(key, {"title": f"{name} step, {key[1]}", "bars": [], "peer_name": "mamba_ssm", "peer": None})
+        p = panels.setdefault(key, {"title": f"{name} step, {key[1]}", "bars": [], "peer_name": "", "peer": None})
         t = (float(med), float(lo or med), float(hi or med))
-        if peer:
-            p["peer"] = t
+        if peer:  # the fastest peer
+            if p["peer"] is None or t[0] < p["peer"][0]:
+                p["peer"], p["peer_name"] = t, peer
         else:
             label = f"shipped {shipped.get(key, '')}".strip() if bv == "None" else f"BV {bv}, {w} warps"
+            label += var or ""
             p["bars"].append((label, *t))
     return list(panels.values())
 
@@ -185,9 +281,13 @@ def main() -> None:
     ap.add_argument("--shapes", default="1,16,64;1,16,128;64,16,128", help="B,H,K=V triples, ';'-separated")
     ap.add_argument("--ops", default="SSD,GLA,RWKV-7", help="which steps to sweep, comma-separated")
     ap.add_argument("--rounds", type=int, default=1, help="time every configuration this many times, in turn (median)")
-    ap.add_argument("--peer", action="store_true", help="time mamba_ssm's selective_state_update beside the SSD step")
+    ap.add_argument("--peer", action="store_true", help="time the peers beside our steps: mamba_ssm's "
+                    "selective_state_update beside SSD's, fla's fused_mul_recurrent_rwkv7 (autotuned, and each of its "
+                    "configs pinned) beside RWKV-7's")
     ap.add_argument("--replot", default="", metavar="MD", help="only draw the figure of a written "
                     "sweep_step_launch.md, beside it as .png (no GPU needed)")
+    ap.add_argument("--variants", default="", help="comma-separated kernel variants to time beside each launch, "
+                    f"each checked against the reference like the rest: {', '.join(VARIANTS)}")
     ap.add_argument("--bvs", default="16,32,64,128",
                     help="V blocks to try, comma-separated powers of two (8 and 4 give batch 1 more, smaller programs)")
     a = ap.parse_args()
@@ -195,6 +295,9 @@ def main() -> None:
         md = Path(a.replot)
         drawn = plot(panels_from_md(md.read_text()), md.with_suffix(".png"))
         return print(f"wrote {md.with_suffix('.png')}" if drawn else f"{md}: no sweep lines to draw")
+    variants = [v for v in a.variants.split(",") if v]
+    if unknown := set(variants) - set(VARIANTS):
+        raise SystemExit(f"--variants {a.variants}: unknown {', '.join(sorted(unknown))} (choose from {', '.join(VARIANTS)})")
     if a.rounds < 1:
         raise SystemExit(f"--rounds {a.rounds}: take at least 1 (the times each launch is timed)")
     if not torch.cuda.is_available():
@@ -203,8 +306,8 @@ def main() -> None:
 
     torch.manual_seed(0)
     lines = [f"# Decode-step launch sweep, {torch.cuda.get_device_name()}", "",
-             "| op | shape | shipped (BV, warps) | shipped µs | best (BV, warps) | best µs | shipped / best | mamba_ssm µs |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| op | shape | shipped (BV, warps) | shipped µs | best (BV, warps) | best µs | shipped / best | fastest peer | its µs |",
+             "|---|---|---|---|---|---|---|---|---|"]
     grid, panels = [], []
     for shape in a.shapes.split(";"):
         B, H, D = map(int, shape.split(","))
@@ -215,51 +318,65 @@ def main() -> None:
             # at most 128 state elements per thread (more spills registers)
             configs = [(None, None)] + [(bv, w) for bv in map(int, a.bvs.split(",")) if bv <= D for w in (1, 2, 4, 8)
                                         if D * bv <= 128 * 32 * w]
+            configs = [(bv, w, var) for var in ["", *variants] for bv, w in configs]
             checked = []
-            for bv, w in configs:
-                with launch(bv, w):
-                    st = s0.clone()
-                    err = max(rel_err(step(st), o_ref), rel_err(st, s_ref))
+            for bv, w, var in configs:
+                with launch(bv, w, var) as launcher:
+                    # several tries: a race between threads holding the same element need not show every time
+                    err = 0.0
+                    for _ in range(20 if var == "no-barrier" else 1):
+                        st = s0.clone()
+                        o = step(st)
+                        new = launcher.last_out if var == "out-of-place" else st
+                        err = max(err, rel_err(o, o_ref), rel_err(new, s_ref))
                 if err > TOL:
-                    grid.append(f"{name} B={B} H={H} D={D} BV={bv} warps={w}: FAILED err {err:.1e}")
+                    grid.append(f"{name} B={B} H={H} D={D} BV={bv} warps={w}{_tag(var)}: FAILED err {err:.1e}")
                     continue
-                checked.append(((bv, w), err))
-            peer = mamba_ssu_case(B, H, D) if a.peer and name == "SSD" else None
-            if peer is not None and peer[1] > TOL:
-                grid.append(f"{name} B={B} H={H} D={D} mamba_ssm ssu: FAILED err {peer[1]:.1e}")
-                peer = None
-            # every configuration (and the peer) once per round, the rounds back to back: a drift of the machine
+                checked.append(((bv, w, var), err))
+            peers = {}
+            if a.peer and name == "SSD":
+                peers = {"mamba_ssm ssu": case} if (case := mamba_ssu_case(B, H, D)) else {}
+            elif a.peer and name == "RWKV-7":
+                peers = fla_rwkv7_cases(B, H, D)
+            for pname, (_, err) in list(peers.items()):
+                if err > TOL:
+                    grid.append(f"{name} B={B} H={H} D={D} {pname}: FAILED err {err:.1e}")
+                    del peers[pname]
+            # every configuration (and peer) once per round, the rounds back to back: a drift of the machine
             # over the sweep then spreads each one's samples rather than favouring whichever ran at a quiet moment
-            samples = {c: [] for c, _ in checked} | ({"peer": []} if peer else {})
+            samples = {c: [] for c, _ in checked} | {("peer", pname): [] for pname in peers}
             for _ in range(a.rounds):
                 for c, _ in checked:
                     with launch(*c):
                         st = s0.clone()
                         samples[c].append(do_bench_cudagraph(lambda st=st, step=step: step(st), rep=50,
                                                              return_mode="median") * 1e3)
-                if peer:
-                    samples["peer"].append(do_bench_cudagraph(peer[0], rep=50, return_mode="median") * 1e3)
+                for pname, (run, _) in peers.items():
+                    samples[("peer", pname)].append(do_bench_cudagraph(run, rep=50, return_mode="median") * 1e3)
             times = {c: statistics.median(ts) for c, ts in samples.items()}
-            for (bv, w), err in checked:
-                ts = samples[(bv, w)]
-                grid.append(f"{name} B={B} H={H} D={D} BV={bv} warps={w}: {times[(bv, w)]:.2f} us"
+            for (bv, w, var), err in checked:
+                ts = samples[(bv, w, var)]
+                grid.append(f"{name} B={B} H={H} D={D} BV={bv} warps={w}{_tag(var)}: {times[(bv, w, var)]:.2f} us"
                             + (f" (rounds {min(ts):.2f}-{max(ts):.2f})" if len(ts) > 1 else "") + f" err {err:.1e}")
                 print(grid[-1], flush=True)
-            if peer:
-                ts = samples["peer"]
-                grid.append(f"{name} B={B} H={H} D={D} mamba_ssm ssu: {times['peer']:.2f} us"
-                            + (f" (rounds {min(ts):.2f}-{max(ts):.2f})" if len(ts) > 1 else "") + f" err {peer[1]:.1e}")
+            for pname, (_, err) in peers.items():
+                ts = samples[("peer", pname)]
+                grid.append(f"{name} B={B} H={H} D={D} {pname}: {times[('peer', pname)]:.2f} us"
+                            + (f" (rounds {min(ts):.2f}-{max(ts):.2f})" if len(ts) > 1 else "") + f" err {err:.1e}")
                 print(grid[-1], flush=True)
             shipped = step_launch(B * H, D, D, name == "RWKV-7")[1:]
-            bars = [(f"shipped {shipped}" if bv is None else f"BV {bv}, {w} warps", times[(bv, w)],
-                     min(samples[(bv, w)]), max(samples[(bv, w)])) for (bv, w), _ in checked]
-            panels.append({"title": f"{name} step, B={B} H={H} K=V={D}", "bars": bars, "peer_name": "mamba_ssm",
-                           "peer": (times["peer"], min(samples["peer"]), max(samples["peer"])) if peer else None})
-            best = min((c for c in times if c != "peer" and c[0] is not None), key=times.get)
-            t0 = times.get((None, None), float("nan"))
-            peer_us = f"{times['peer']:.2f}" if "peer" in times else ""
-            lines.append(f"| {name} | B={B} H={H} K=V={D} | {shipped} | {t0:.2f} | {best} | {times[best]:.2f} | "
-                         f"{t0 / times[best]:.2f} | {peer_us} |")
+            bars = [((f"shipped {shipped}" if bv is None else f"BV {bv}, {w} warps") + _tag(var), times[c],
+                     min(samples[c]), max(samples[c])) for c, _ in checked for bv, w, var in [c]]
+            fastest_peer = min((c for c in times if c[0] == "peer"), key=times.get, default=None)
+            panels.append({"title": f"{name} step, B={B} H={H} K=V={D}", "bars": bars,
+                           "peer_name": fastest_peer[1] if fastest_peer else "",
+                           "peer": (times[fastest_peer], min(samples[fastest_peer]), max(samples[fastest_peer]))
+                           if fastest_peer else None})
+            best = min((c for c in times if c[0] not in (None, "peer")), key=times.get)
+            t0 = times.get((None, None, ""), float("nan"))
+            peer_cells = f"{fastest_peer[1]} | {times[fastest_peer]:.2f}" if fastest_peer else " | "
+            lines.append(f"| {name} | B={B} H={H} K=V={D} | {shipped} | {t0:.2f} | {best[:2]}{_tag(best[2])} | {times[best]:.2f} | "
+                         f"{t0 / times[best]:.2f} | {peer_cells} |")
             print(lines[-1], flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

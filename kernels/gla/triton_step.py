@@ -14,7 +14,26 @@ from torch import Tensor
 
 from kernels._dispatch import cdiv, next_power_of_2, step_launch
 
-__all__ = ["triton_gla_step", "gated_step_kernel", "check_read_out", "read_out_args", "read_out_launch"]
+__all__ = ["triton_gla_step", "gated_step_kernel", "check_read_out", "read_out_args", "read_out_launch", "STEP_VARIANTS"]
+
+# Launch variants of gated_step_kernel (its constexprs), compiled by ``scripts/ptxas_report.py decode_step`` and timed
+# beside the shipped launch by ``scripts/sweep_step_launch.py --variants``; the shipped steps launch none of them:
+# without the CTA barrier between the state's load and its in-place store (safe only where no two threads hold the
+# same state element), with the state stored last (after o's reduction and store), and with the new state written
+# to a second tensor ``s_out`` (fla's step reads its state from one tensor and writes another; ours updates in place).
+STEP_VARIANTS = {"no-barrier": {"SYNC": False}, "store-last": {"STORE_LAST": True}, "out-of-place": {"OUT_OF_PLACE": True}}
+
+
+@triton.jit
+def _store_state(p_s, s_out, i_bh, o_k, o_v, b_s, m, K: tl.constexpr, V: tl.constexpr, SYNC: tl.constexpr,
+                 OUT_OF_PLACE: tl.constexpr):
+    # replicated threads (small tiles) must all have read the old state before any writes the new one
+    if SYNC:
+        tl.debug_barrier()
+    if OUT_OF_PLACE:
+        tl.store(s_out + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_s, mask=m)
+    else:
+        tl.store(p_s, b_s, mask=m)
 
 
 @triton.jit
@@ -22,12 +41,15 @@ def gated_step_kernel(
     q, k, v, g, a, b, s, o, scale, rk, nw, gz, eps, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, SCALAR_DECAY: tl.constexpr, DELTA: tl.constexpr,
     HAS_BONUS: tl.constexpr = False, HAS_NORM: tl.constexpr = False, HAS_GATE: tl.constexpr = False,
+    SYNC: tl.constexpr = True, STORE_LAST: tl.constexpr = False, OUT_OF_PLACE: tl.constexpr = False, s_out=None,
 ):
     """One decode step of the gated family, one program per (V block, batch·head), state ``[K, BV]`` in registers:
     ``S ← D S + k vᵀ (+ b (aᵀ S)ᵀ if DELTA)``, ``o = scale · Sᵀ q``; D = exp(g), one scalar per head
     (SCALAR_DECAY: SSD) or one per key channel (GLA, delta rule). The SSD, GLA and delta-rule steps launch it.
     HAS_BONUS / HAS_NORM / HAS_GATE fuse a mixer's read-out: RWKV-7's current-token bonus (q · (k ⊙ ``rk``)) v,
-    per-head RMSNorm over V × ``nw``, then × sigmoid(``gz``); the norm needs the whole of V in one program."""
+    per-head RMSNorm over V × ``nw``, then × sigmoid(``gz``); the norm needs the whole of V in one program.
+    SYNC, STORE_LAST and OUT_OF_PLACE (with ``s_out``) make the launch variants of STEP_VARIANTS; the shipped steps
+    launch the defaults: a barrier, then the state stored in place before o's reduction."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
@@ -48,9 +70,8 @@ def gated_step_kernel(
         b_s = b_s * tl.exp(tl.load(g + i_bh).to(tl.float32)) + upd
     else:
         b_s = b_s * tl.exp(tl.load(g + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32))[:, None] + upd
-    # replicated threads (small tiles) must all have read the old state before any writes the new one
-    tl.debug_barrier()
-    tl.store(p_s, b_s, mask=m)
+    if not STORE_LAST:
+        _store_state(p_s, s_out, i_bh, o_k, o_v, b_s, m, K, V, SYNC, OUT_OF_PLACE)
     b_o = tl.sum(b_s * (b_q * scale)[:, None], axis=0)
     if HAS_BONUS:
         b_rk = tl.load(rk + (i_bh % H) * K + o_k, mask=m_k, other=0.0).to(tl.float32)
@@ -62,6 +83,8 @@ def gated_step_kernel(
     if HAS_GATE:
         b_o = b_o * tl.sigmoid(tl.load(gz + i_bh * V + o_v, mask=m_v, other=0.0).to(tl.float32))
     tl.store(o + i_bh * V + o_v, b_o.to(o.dtype.element_ty), mask=m_v)
+    if STORE_LAST:
+        _store_state(p_s, s_out, i_bh, o_k, o_v, b_s, m, K, V, SYNC, OUT_OF_PLACE)
 
 
 def check_read_out(op: str, B: int, H: int, V: int, norm_weight: Tensor | None, gate: Tensor | None) -> None:

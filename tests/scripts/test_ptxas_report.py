@@ -81,7 +81,8 @@ def test_sass_loops_are_the_backward_branches():
                                           ("ssd_chunk_fwd", ["states", "output", "states split", "output split"] * 2 + ["carry"]),
                                           ("gla_chunk_fwd", ["states", "output"]),
                                           ("gla_chunk_bwd", ["dqk_da", "dqk_da pairwise", "dqk"]),
-                                          ("decode_step", ["ssd", "gla", "delta"])])
+                                          ("decode_step", [f"{op}{v}" for op in ("ssd", "gla", "delta")
+                                                           for v in ("", " no-barrier", " store-last", " out-of-place")])])
 def test_every_chunk_kernel_compiles_for_sm90(group, kernels):
     """The interpreter runs a kernel as Python, so code only the GPU compiler rejects (a name defined in one branch
     of a constexpr if, a tensor op Triton cannot lower) passes every CPU test. This compiles one config of each
