@@ -737,6 +737,16 @@ def bench_gla_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
                flops=chunk_matmul_flops(B, T, H, D, D, backward=True))
 
 
+def ssd_grads_as_mamba(grads: list, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor) -> list:
+    """Our SSD fwd+bwd results [o, dq, dk, dv, dg] (of o = SSD(q, k, v, g) with v = x·dt, g = dt·A) in mamba_ssm's
+    parameterisation [o, dx, ddt, dA, dB, dC] (its C = q, B = k), by the chain rule: dx = dv·dt,
+    ddt = Σ_p dv·x + dg·A, dA = Σ_(b,t) dg·dt. mamba's backward returns these, so its gradients are checked against
+    the reference's mapped this way."""
+    o, dq, dk, dv, dg = grads
+    x, dt, A = x.float(), dt.float(), A.float()
+    return [o, dv * dt[..., None], (dv * x).sum(-1) + dg * A, (dg * dt).sum((0, 1)), dk, dq]
+
+
 def bench_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
     """SSD chunk forward + backward (q, k, v, g) against mamba_ssm's and fla's, all on the same values."""
     B, T, H, D = shape
@@ -767,6 +777,22 @@ def bench_chunk_bwd(bench: Bench, P: dict, shape: tuple[int, ...]):
         ("ours (Triton bwd)", lambda: fb(ours_tb), lambda: chk(ours_tb), BF16_TOL, True),
         *size_class_row(lambda: fb(ours_tb), lambda: chk(ours_tb), "ours (Triton bwd)"),
     ]
+    if "mamba" in P:
+        # a Mamba2 layer's scan as mamba_ssm runs it (chunk 256, its forward row's), its own inputs (x, dt, A, B, C)
+        # as leaves: the same o, and gradients that are ours by the chain rule (ssd_grads_as_mamba)
+        mc = P["mamba"]["chunk"]
+        ref_mamba = ssd_grads_as_mamba(ref, x, dt, A)
+
+        def mamba_fb():
+            leaves = [t.detach().requires_grad_() for t in (x, dt, A, Bm, Cm)]
+            o = mc(*leaves, chunk_size=256)
+            o.backward(do)
+            return [o, *(t.grad for t in leaves)]
+
+        def chk_mamba():
+            return max(rel_err(a, b) for a, b in zip(mamba_fb(), ref_mamba, strict=True))
+
+        entries.append(("mamba_ssm", mamba_fb, chk_mamba, BF16_TOL, False))
     if "fla" in P:
         fla_fn = lambda q, k, vv, gg: P["fla"]["chunk"](q, k, vv, g=gg, scale=1.0)[0]  # noqa: E731
         entries.append(("fla simple_gla", lambda: fb(fla_fn), lambda: chk(fla_fn), BF16_TOL, False))
