@@ -105,10 +105,11 @@ def step_launch(BH: int, K: int, V: int, rank_one: bool = False) -> tuple[int, i
     most 8K elements in registers. When batch·heads alone cannot fill the GPU (decode at batch 1), V is cut
     finer so more programs share the step: there the step is latency-bound, and a smaller tile per program
     shortens its dependent load → update → store chain; at K ≤ 64 down to V blocks of 8 when those of 16 leave
-    SMs idle (not for ``rank_one``: unmeasured). The interpreter takes all of V in one program.
-    ``rank_one`` (the delta rule: a second reduction over K, ``u = Sᵀ a``) takes ``[K, 32]`` tiles on 2 warps
-    once batch·heads fill the GPU with them. Warp counts and that rule come from a sweep on an H200
-    (``scripts/sweep_step_launch.py``, kernels/NOTES.md 27).
+    SMs idle (not for ``rank_one``: its V blocks of 8 were no faster, kernels/NOTES.md 67). The interpreter
+    takes all of V in one program. ``rank_one`` (the delta rule: a second reduction over K, ``u = Sᵀ a``) takes
+    ``[K, 32]`` tiles on 2 warps once batch·heads fill the GPU with them, and at K = 128 with few programs its
+    ``[128, 16]`` tile on 8 warps rather than 4 (B=1 H=16: 2.34 against 2.45 µs, ten rounds, NOTES 67). Warp
+    counts and these rules come from sweeps on an H200 (``scripts/sweep_step_launch.py``, kernels/NOTES.md 27).
     """
     BK = max(16, next_power_of_2(K))
     BV = max(16, next_power_of_2(V))
@@ -121,6 +122,8 @@ def step_launch(BH: int, K: int, V: int, rank_one: bool = False) -> tuple[int, i
         return BK, 32, max(2, BK * 32 // 2048)
     if BV == 16 and BK <= 64 and not rank_one and BH * cdiv(V, 16) < _FEW_PROGRAMS:
         return BK, 8, 8
+    if BV == 16 and BK >= 128 and rank_one and BH * cdiv(V, 16) <= _FEW_PROGRAMS:
+        return BK, 16, 8
     return BK, BV, _step_warps(BK * BV)
 
 

@@ -228,6 +228,12 @@ def test_step_launch_cuts_v_on_gpu():
     assert dispatch.step_launch(16, STEP_K, STEP_V)[1] == 64
     # V blocks of 8 at K ≤ 64 when those of 16 leave SMs idle (fewer than 128 programs)
     assert {bv for _, bv, _ in _gpu_step_launches(STEP_K, STEP_V)} == {8, 16, 32, 64}
+    with gpu_launch_choices(dispatch):
+        # K = V = 128 at batch 1 (16 heads): the delta rule's [128, 16] tile on 8 warps (kernels/NOTES.md 67), the
+        # SSD and GLA steps' on 4; from batch 64 the delta rule's [128, 32] on 2
+        assert dispatch.step_launch(16, 128, 128, rank_one=True) == (128, 16, 8)
+        assert dispatch.step_launch(16, 128, 128) == (128, 16, 4)
+        assert dispatch.step_launch(1024, 128, 128, rank_one=True) == (128, 32, 2)
 
 
 @pytest.mark.parametrize("op", ["ssd", "gla", "delta_rule"])
