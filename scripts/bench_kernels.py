@@ -148,8 +148,11 @@ def impl_matches(fragment: str, name: str) -> bool:
 
 class Bench:
     def __init__(self, bw: float, out: Path | None = None, head: dict | None = None, flops: float | None = None,
-                 impls: tuple[str, ...] = (), resume: list | None = None, graph_all: bool = False, rounds: int = 1):
+                 impls: tuple[str, ...] = (), resume: list | None = None, graph_all: bool = False, rounds: int = 1,
+                 until: float | None = None):
         self.bw = bw  # bytes / s
+        # --budget: past this wall-clock time (time.time()) no further row starts; those rows are listed as not run
+        self.until, self.not_run = until, []
         # each implementation timed this many times, after the first in turn with the row's others (--rounds); the
         # row reports the median: one timing of a launch-bound row moves by a few % from one moment to the next
         self.rounds = rounds
@@ -164,7 +167,7 @@ class Bench:
     def save(self):
         """Write bench_kernels.json / .md now (after every row: a run stopped by its time limit keeps its rows)."""
         if self.out is not None:
-            write_results(self.out, self.head, self.rows)
+            write_results(self.out, self.head | ({"not_run": self.not_run} if self.not_run else {}), self.rows)
 
     def time(self, fn, graph: bool) -> float:
         from triton.testing import do_bench, do_bench_cudagraph
@@ -178,6 +181,10 @@ class Bench:
     def case(self, op: str, shape: str, floor_bytes: float, entries: list, graph: bool = False, flops: float | None = None):
         """entries: (name, run_fn, check_fn→err, tol, is_ours). ``flops``: the op's unavoidable matrix-product
         work (:func:`chunk_matmul_flops`), for each implementation's fraction of the measured matmul ceiling."""
+        if self.until is not None and time.time() > self.until:
+            self.not_run.append(f"{op} {shape}")
+            print(f"  {op} {shape}: not run (--budget spent)", flush=True)
+            return self.save()
         row = {"op": op, "shape": shape, "floor_us": floor_bytes / self.bw * 1e6, "impls": {}}
         if flops and self.flops:
             row["matmul_floor_us"] = flops / self.flops * 1e6
@@ -339,11 +346,12 @@ def merge_saved(paths: list[Path], out: Path) -> None:
     """``--merge``: the rows of several saved runs of one table (e.g. its sections over several commands of a lent
     machine) as one bench_kernels.json / .md / .png under ``out``. The header is the first file's, with each
     file's date listed; a row (op and shape) in more than one file is refused, since which to keep is a choice."""
-    head, rows, seen, dates = None, [], {}, []
+    head, rows, seen, dates, not_run = None, [], {}, [], []
     for path in paths:
         h, rs = _load_saved(path, "--merge")
+        not_run += h.get("not_run", [])
         if head is None:
-            head = dict(h)
+            head = {k: v for k, v in h.items() if k != "not_run"}
         elif h.get("device") != head.get("device"):
             raise SystemExit(f"--merge: {path} is from {h.get('device')}, {paths[0]} from {head.get('device')}; "
                              "merge runs of one device")
@@ -356,7 +364,7 @@ def merge_saved(paths: list[Path], out: Path) -> None:
             seen[key] = path
             rows.append(r)
     head["date"] = ", ".join(dict.fromkeys(str(d) for d in dates))
-    write_results(out, head, rows)
+    write_results(out, head | ({"not_run": not_run} if not_run else {}), rows)
     print(f"wrote {out / 'bench_kernels.md'}: {len(rows)} rows from {len(paths)} files")
 
 
@@ -422,6 +430,8 @@ def write_results(out: Path, head: dict, rows: list) -> None:
           "%fl = HBM floor / time; %mm (chunked scans) = unavoidable matmul FLOPs / measured bf16 matmul rate / time.", "",
           "| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |", "|---|---|---|---|---|"]
     md += [fmt_row(r) for r in rows]
+    if head.get("not_run"):
+        md += ["", f"Not run (the run's --budget was spent): {'; '.join(head['not_run'])}."]
     for name, text in (("bench_kernels.json", json.dumps({"header": head, "rows": rows}, indent=1, default=str)),
                        ("bench_kernels.md", "\n".join(md) + "\n")):
         tmp = out / f".{name}.tmp"
@@ -455,10 +465,14 @@ def run_isolated(a, sections: list[str], shapes: list[tuple[int, ...]]) -> None:
     implementation's time across them is drawn as ``bench_sweep.png`` (:func:`plot_sweep`)."""
     import subprocess
 
-    out, head, rows = Path(a.out), None, []
+    out, head, rows, not_run = Path(a.out), None, [], []
     for name in sections:
         for shape in shapes or [None]:
             tag = ",".join(map(str, shape)) if shape else ""
+            if a.until is not None and time.time() > a.until:
+                not_run.append(f"section {name}" + (f" shape {tag}" if tag else ""))
+                print(f"section {name}{f' shape {tag}' if tag else ''}: not run (--budget spent)", flush=True)
+                continue
             sub = out / (f"section_{name}" + (f"_{tag.replace(',', 'x')}" if len(shapes) > 1 else ""))
             cmd = [sys.executable, __file__, "--only", name, "--out", str(sub)] + (["--quick"] if a.quick else [])
             cmd += ["--shape", tag] if tag else []
@@ -466,6 +480,7 @@ def run_isolated(a, sections: list[str], shapes: list[tuple[int, ...]]) -> None:
             cmd += ["--headline"] if a.headline else []
             cmd += ["--graph"] if a.graph else []
             cmd += ["--rounds", str(a.rounds)]
+            cmd += ["--until", repr(a.until)] if a.until is not None else []
             res = sub / "bench_kernels.json"
             rc = subprocess.run(cmd).returncode
             for attempt in range(MAX_RESUMES):  # a device fault lost the child's CUDA context: go on in a fresh one
@@ -476,11 +491,15 @@ def run_isolated(a, sections: list[str], shapes: list[tuple[int, ...]]) -> None:
                 rc = subprocess.run(cmd + ["--resume", str(res)]).returncode
             if res.exists():
                 got = json.loads(res.read_text())
-                head = head or got["header"]
+                head = head or {k: v for k, v in got["header"].items() if k != "not_run"}
                 rows += got["rows"]
-                write_results(out, head, rows)
+                not_run += got["header"].get("not_run", [])
+            if head is not None:
+                write_results(out, head | ({"not_run": not_run} if not_run else {}), rows)
             if rc:
                 print(f"section {name}{f' shape {tag}' if tag else ''}: exit code {rc} (rows it finished are kept)", flush=True)
+    if head is not None and not_run:  # sections the budget left out, listed beside the rows
+        write_results(out, head | {"not_run": not_run}, rows)
     if len(shapes) > 1 and rows and plot_sweep([out / "bench_kernels.json"], out / "bench_sweep.png"):
         print(f"wrote {out / 'bench_sweep.png'}", flush=True)
 
@@ -1123,6 +1142,10 @@ def main():
                     "runs (e.g. sections run in separate commands) into --out's bench_kernels.json / .md / .png (no GPU "
                     "needed)")
     ap.add_argument("--sweep-out", default="sweep.png", help="where --plot-sweep writes its figure")
+    ap.add_argument("--budget", type=float, default=0.0, metavar="SECONDS", help="wall-clock seconds for the run: "
+                    "past them no further row (or --isolate section) starts, and the results list what was not run; "
+                    "leave a row's time (up to a few minutes where a peer autotunes) below the command's own limit")
+    ap.add_argument("--until", type=float, default=None, help=argparse.SUPPRESS)  # --budget's end, for --isolate's children
     ap.add_argument("--resume", default="", metavar="JSON", help="a bench_kernels.json of an earlier process of this run: "
                     "its entries are kept and not run again (how a run goes on after a device fault; exit code "
                     f"{POISONED_EXIT} says a process ended on one)")
@@ -1140,6 +1163,10 @@ def main():
         raise SystemExit(f"--only: unknown sections {unknown}; choose from {list(SECTIONS)}")
     if a.rounds < 1:
         raise SystemExit(f"--rounds {a.rounds}: take at least 1 (the times each implementation is timed)")
+    if a.budget < 0:
+        raise SystemExit(f"--budget {a.budget}: give the run's seconds (0, the default, for no limit)")
+    if a.until is None and a.budget:
+        a.until = time.time() + a.budget
     shapes = parse_shapes(a.shape) if a.shape else []
     if a.isolate or len(shapes) > 1:  # several shapes: one process each, so that each tunes its own tiles
         return run_isolated(a, only or list(SECTIONS), shapes)
@@ -1161,7 +1188,7 @@ def main():
     resume = _load_saved(Path(a.resume), "--resume")[1] if a.resume else None
     impls = tuple(x for x in a.impl.split(",") if x) + (HEADLINE_IMPLS if a.headline else ())
     bench = Bench(bw, Path(a.out), head, flops, impls=impls, resume=resume,
-                  graph_all=a.graph, rounds=a.rounds)
+                  graph_all=a.graph, rounds=a.rounds, until=a.until)
     print("| op | shape | HBM floor (us) | median time (% of floor) | best peer / ours |\n|---|---|---|---|---|")
     q = a.quick
     # most decisive first: a run cut short by its time limit still reports the decode steps and SSD rows

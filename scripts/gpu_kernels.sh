@@ -10,6 +10,9 @@
 #   SWEEP=1 first sweeps the decode-step launch (scripts/sweep_step_launch.py).
 #   HEADLINE=1 benchmarks per op only what its users run and the peers (bench_kernels.py --headline), not the
 #   variants kept for kernels/NOTES.md's experiments: the whole table in a few commands of the lent machine.
+#   BUDGET=S: the benchmark starts no row past S seconds of its own (bench_kernels.py --budget) and lists what it
+#   left, so that a command limit does not cut it mid-row and the autotune cache is still saved after it: leave a
+#   row's time (a few minutes where a peer autotunes) between S and the command's limit.
 set -uo pipefail
 out=${1:?usage: gpu_kernels.sh OUT_DIR [SECTIONS]}
 sections=${2:-}
@@ -43,5 +46,6 @@ else
   echo "compute-sanitizer not on PATH: SSD backward memcheck skipped" | tee "$out/ssd_bwd_memcheck.log"
 fi
 python3 scripts/bench_kernels.py --isolate --out "$out" ${sections:+--only "$sections"} \
-  $([ "${HEADLINE:-0}" = 1 ] && echo --headline) 2>&1 | tee "$out/bench.log" | grep -E "^\| |geomean|exit code"
+  $([ "${HEADLINE:-0}" = 1 ] && echo --headline) ${BUDGET:+--budget "$BUDGET"} 2>&1 | tee "$out/bench.log" \
+  | grep -E "^\| |geomean|exit code|not run"
 bash scripts/gpu_autotune_cache.sh save "$out"  # for the next machine: see that script

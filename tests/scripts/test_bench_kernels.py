@@ -187,7 +187,8 @@ def test_run_isolated_resumes_a_shape_after_a_device_fault(tmp_path, monkeypatch
         return types.SimpleNamespace(returncode=rc)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="", shape="", graph=False, rounds=3, headline=False)
+    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="", shape="", graph=False, rounds=3, headline=False,
+                              until=None)
     bk.run_isolated(a, ["rwkv_prefill"], [])
     assert len(calls) == 2 and "--resume" in calls[1]
     merged = json.loads((tmp_path / "bench_kernels.json").read_text())["rows"]
@@ -277,7 +278,8 @@ def test_several_shapes_run_one_process_each_and_are_drawn(tmp_path, monkeypatch
         return types.SimpleNamespace(returncode=0)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="BT=16", shape="", graph=True, rounds=3, headline=True)
+    a = types.SimpleNamespace(out=str(tmp_path), quick=False, impl="BT=16", shape="", graph=True, rounds=3, headline=True,
+                              until=None)
     bk.run_isolated(a, ["rwkv_prefill"], bk.parse_shapes("1,4096,16,64;8,2048,16,64"))
     assert [c[c.index("--shape") + 1] for c in calls] == ["1,4096,16,64", "8,2048,16,64"]
     assert all("BT=16" in c and "--graph" in c for c in calls) and (tmp_path / "section_rwkv_prefill_8x2048x16x64").is_dir()
@@ -373,3 +375,58 @@ def test_our_ssd_gradients_map_onto_mamba_ssm_parameterisation():
         assert a.shape == b.shape, name
         err = ((a.double() - b.double()).norm() / b.double().norm()).item()
         assert err < 1e-6, (name, err)  # (mamba's reference takes dt to fp32: they agree to ~2e-7)
+
+
+def test_past_its_budget_a_run_starts_no_row_and_lists_what_it_left(tmp_path):
+    import time
+
+    bk = _bench_module()
+    head = {"device": "dev", "date": "d", "torch": "t", "triton": "tr", "peers": [], "hbm_copy_GBps": 1.0,
+            "bf16_matmul_TFLOPs": 1.0}
+
+    class Clock(bk.Bench):
+        def time(self, fn, graph):
+            return fn() * 1e-6
+
+    ran = []
+    entries = [("ours", lambda: ran.append(1) or 1.0, lambda: 1e-3, 1e-2, True)]
+    bench = Clock(1e12, tmp_path, head, until=time.time() + 3600)
+    bench.case("op", "B=1", 1e6, entries)
+    runs = len(ran)
+    bench.until = time.time() - 1  # the budget spent during the first row
+    bench.case("op", "B=8", 1e6, entries)
+    assert [r["shape"] for r in bench.rows] == ["B=1"] and runs >= 1 and len(ran) == runs
+    saved = json.loads((tmp_path / "bench_kernels.json").read_text())
+    assert saved["header"]["not_run"] == ["op B=8"] and len(saved["rows"]) == 1
+    assert "Not run (the run's --budget was spent): op B=8." in (tmp_path / "bench_kernels.md").read_text()
+
+
+def test_run_isolated_starts_no_section_past_the_budget_and_merge_keeps_the_list(tmp_path, monkeypatch):
+    import subprocess
+    import time
+    import types
+
+    bk = _bench_module()
+    head = {"device": "dev", "date": "d", "torch": "t", "triton": "tr", "peers": [], "hbm_copy_GBps": 1.0,
+            "bf16_matmul_TFLOPs": 1.0}
+    a = types.SimpleNamespace(out=str(tmp_path / "run"), quick=False, impl="", shape="", graph=False, rounds=1,
+                              headline=False, until=time.time() + 3600)
+    calls = []
+
+    def fake_run(cmd):  # the first section spends the budget: its last row is left, and no section after it starts
+        calls.append(cmd)
+        assert float(cmd[cmd.index("--until") + 1]) == a.until
+        row = {"op": "op", "shape": "B=1", "floor_us": 1.0, "ratio_vs_best_peer": None,
+               "impls": {"ours": {"status": "ok", "us": 1.0, "pct_floor": 1.0, "ours": True}}}
+        bk.write_results(Path(cmd[cmd.index("--out") + 1]), head | {"not_run": ["op B=8"]}, [row])
+        a.until = time.time() - 1
+        return types.SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    bk.run_isolated(a, ["step", "chunk"], [])
+    assert len(calls) == 1
+    saved = json.loads((tmp_path / "run" / "bench_kernels.json").read_text())
+    assert saved["header"]["not_run"] == ["op B=8", "section chunk"] and len(saved["rows"]) == 1
+    bk.merge_saved([tmp_path / "run" / "bench_kernels.json"], tmp_path / "merged")
+    merged = json.loads((tmp_path / "merged" / "bench_kernels.json").read_text())
+    assert merged["header"]["not_run"] == ["op B=8", "section chunk"]
