@@ -430,3 +430,21 @@ def test_run_isolated_starts_no_section_past_the_budget_and_merge_keeps_the_list
     bk.merge_saved([tmp_path / "run" / "bench_kernels.json"], tmp_path / "merged")
     merged = json.loads((tmp_path / "merged" / "bench_kernels.json").read_text())
     assert merged["header"]["not_run"] == ["op B=8", "section chunk"]
+
+
+def test_a_run_of_several_calls_is_timed_per_call():
+    bk = _bench_module()
+
+    class Clock(bk.Bench):
+        def time(self, fn, graph):
+            return fn() * 1e-6
+
+    def chained():  # four chained steps "take" 8 us: 2 us a step
+        return 8.0
+
+    chained.calls = 4
+    bench = Clock(1e12, None, rounds=2)
+    bench.case("op", "B=1", 1e6, [("ours", lambda: 3.0, lambda: 1e-3, 1e-2, True),
+                                  ("peer (chained)", chained, lambda: 1e-3, 1e-2, False)])
+    row = bench.rows[0]
+    assert row["impls"]["peer (chained)"]["us"] == 2.0 and row["ratio_vs_best_peer"] == 2.0 / 3.0
