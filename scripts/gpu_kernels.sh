@@ -7,7 +7,8 @@
 #   TEST_TIMEOUT (default 120) caps each test file and the memcheck, in seconds; SKIP_TESTS=1 benchmarks only;
 #   TESTS="tests/kernels/test_gla_bwd.py ..." runs those test files instead of every one (and no memcheck).
 #   PROFILE="gla gla-saved ssd delta" first writes a kernel-by-kernel profile of each op's fwd+bwd (scripts/profile_kernels.py);
-#   SWEEP=1 first sweeps the decode-step launch (scripts/sweep_step_launch.py).
+#   SWEEP=1 first sweeps the decode-step launch (scripts/sweep_step_launch.py; SWEEP_ARGS="..." are passed to it,
+#   e.g. --ops RWKV-7 --rounds 5 --variants out-of-place --peer).
 #   HEADLINE=1 benchmarks per op only what its users run and the peers (bench_kernels.py --headline), not the
 #   variants kept for kernels/NOTES.md's experiments: the whole table in a few commands of the lent machine.
 #   BUDGET=S: the benchmark starts no row past S seconds of its own (bench_kernels.py --budget) and lists what it
@@ -25,7 +26,8 @@ for op in ${PROFILE:-}; do
   timeout "$t" python3 scripts/profile_kernels.py --op "$op" --backward --out "$out" 2>&1 | tail -30
 done
 if [ "${SWEEP:-0}" = 1 ]; then
-  timeout 300 python3 scripts/sweep_step_launch.py --out "$out" 2>&1 | grep "^|"
+  # shellcheck disable=SC2086  # SWEEP_ARGS is a list of arguments
+  timeout 300 python3 scripts/sweep_step_launch.py --out "$out" ${SWEEP_ARGS:-} 2>&1 | grep "^|"
 fi
 for f in $([ "${SKIP_TESTS:-0}" = 1 ] || echo "${TESTS:-tests/kernels/test_*.py}"); do
   timeout "$t" python3 -m pytest -q -m gpu -rf "$f" 2>&1 | tee -a "$out/gpu_tests.log" | tail -3
