@@ -138,7 +138,7 @@ def poisons_context(e: BaseException) -> bool:
 # --headline: per op, the implementation its users run (the public entry point, or the op's one Triton path) and
 # every peer; the variants kept for kernels/NOTES.md's experiments (fixed chunk lengths, size classes, walk and
 # solve options) are left out, which makes a full run fit a few commands of the GPU machine
-HEADLINE_IMPLS = ("ours$", "ours fused$", "ours (Triton bwd)$", "ours chunk_delta_rule", "fla", "mamba", "torch$")
+HEADLINE_IMPLS = ("ours$", "ours fused$", "ours split read-out$", "ours (Triton bwd)$", "ours chunk_delta_rule", "fla", "mamba", "torch$")
 
 
 def impl_matches(fragment: str, name: str) -> bool:
@@ -912,8 +912,10 @@ def bench_rwkv_step(bench: Bench, P: dict, shape: tuple[int, ...]):
         return max(rel_err(fn(s), y_ref), rel_err(s, s_r))
 
     fused = lambda s: triton_delta_rule_step(q, k, v, g, a, b, s, 1.0, rk, nw, gz)  # noqa: E731
+    two = lambda s: triton_delta_rule_step(q, k, v, g, a, b, s, 1.0, rk, nw, gz, split=True)  # noqa: E731
     split = lambda s: torch_read_out(triton_delta_rule_step(q, k, v, g, a, b, s))  # noqa: E731
     entries = [("ours fused", lambda: fused(s_ours), lambda: chk_read_out(fused), BF16_TOL, True),
+               ("ours split read-out", lambda: two(s_ours), lambda: chk_read_out(two), BF16_TOL, True),
                ("ours step + torch read-out", lambda: split(s_ours), lambda: chk_read_out(split), BF16_TOL, False)]
     bench.case("RWKV-7 step + read-out (bonus, norm, gate)", f"B={B} H={H} K=V={D}", floor, entries, graph=True)
 
@@ -1070,8 +1072,10 @@ def bench_gla_step(bench: Bench, P: dict, shape: tuple[int, ...]):
         return max(rel_err(fn(s), y_ref), rel_err(s, s_r))
 
     fused = lambda s: triton_gla_step(q, k, v, g, s, 1.0, nw, gz)  # noqa: E731
+    two = lambda s: triton_gla_step(q, k, v, g, s, 1.0, nw, gz, split=True)  # noqa: E731
     split = lambda s: torch_read_out(triton_gla_step(q, k, v, g, s))  # noqa: E731
     entries = [("ours fused", lambda: fused(s_ours), lambda: chk_read_out(fused), BF16_TOL, True),
+               ("ours split read-out", lambda: two(s_ours), lambda: chk_read_out(two), BF16_TOL, True),
                ("ours step + torch read-out", lambda: split(s_ours), lambda: chk_read_out(split), BF16_TOL, False)]
     if "fla" in P:
         fr = P["fla"]["gla_recurrent"]

@@ -285,7 +285,7 @@ def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = F
     (``STEP_VARIANTS``: no barrier, state stored last, out of place). ``--sass`` shows each one's barriers and
     shuffles: the reductions over K that cross warps."""
     import kernels._dispatch as dispatch
-    from kernels.gla.triton_step import STEP_VARIANTS, gated_step_kernel
+    from kernels.gla.triton_step import STEP_VARIANTS, gated_step_kernel, read_out_kernel
 
     bf = "*bf16"
     types = {n: bf for n in ("q", "k", "v", "a", "b", "o")} | {"g": "*fp32", "s": "*fp32", "scale": "fp32",
@@ -310,6 +310,13 @@ def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = F
                         label = f"{name} {variant}".strip()
                         row = f"| {label} | {K} | - | {{'BK': {BK}, 'BV': {BV}}} | {warps} | {regs} | {spills} |"
                         yield row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
+        if only in ("", "read-out"):  # the split read-out's own launch (split_read_out), bonus, norm and gate
+            for K in (64,) if quick else (64, 128):
+                regs, spills, cubin = compile_sm90(read_out_kernel, types | {"rk": "*fp32", "nw": "*fp32", "y": bf, "gz": bf},
+                                                   dict(K=K, V=K, BK=K, BV=K, HAS_BONUS=True, HAS_NORM=True, HAS_GATE=True),
+                                                   max(1, min(4, K // 32)), stages)
+                row = f"| read-out | {K} | - | {{'BK': {K}, 'BV': {K}}} | {max(1, min(4, K // 32))} | {regs} | {spills} |"
+                yield row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
         if not quick and only in ("", "fla"):
             yield from _fla_rwkv7_step(stages, sass)
     finally:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from kernels._dispatch import cdiv
-from kernels.gla.triton_step import check_read_out, gated_step_kernel, read_out_args, read_out_launch
+from kernels.gla.triton_step import check_read_out, gated_step_kernel, read_out_args, read_out_launch, split_read_out, step_out
 
 __all__ = ["triton_delta_rule_step"]
 
@@ -22,6 +22,7 @@ __all__ = ["triton_delta_rule_step"]
 def triton_delta_rule_step(
     q: Tensor, k: Tensor, v: Tensor, g: Tensor, a: Tensor, b: Tensor, state: Tensor, scale: float = 1.0,
     bonus: Tensor | None = None, norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5,
+    split: bool = False, out: Tensor | None = None,
 ) -> Tensor:
     """One decode step for a batch of streams.
 
@@ -30,6 +31,9 @@ def triton_delta_rule_step(
         state: ``[B, H, K, V]`` fp32, contiguous, written in place.
         bonus, norm_weight, gate, eps: RWKV-7's read-out fused into the same launch (see
             :func:`kernels.delta_rule.naive.naive_delta_rule_step`); None leaves that part out.
+        split: the read-out in a second launch after the step at its own V blocks
+            (:func:`kernels.gla.triton_step.split_read_out`; offered, not yet timed against the fused one).
+        out: where to write o (``[B, H, V]``, contiguous; fp32 keeps it unrounded), or None for a new tensor.
     Returns:
         o ``[B, H, V]`` in v's dtype.
     """
@@ -46,7 +50,10 @@ def triton_delta_rule_step(
         raise ValueError(f"delta_rule_step: bonus {tuple(bonus.shape)} must hold H·K = {H * K} values")
     check_read_out("delta_rule_step", B, H, V, norm_weight, gate)
     q, k, v, g, a, b = (t.contiguous() for t in (q, k, v, g, a, b))
-    o = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
+    if split and (bonus is not None or norm_weight is not None or gate is not None):
+        return split_read_out(lambda o32: triton_delta_rule_step(q, k, v, g, a, b, state, scale, out=o32), q, k, v,
+                              bonus, norm_weight, gate, eps)
+    o = step_out("delta_rule_step", v, out)
     BK, BV, warps = read_out_launch(B * H, K, V, norm_weight is not None, rank_one=True)
     gated_step_kernel[(cdiv(V, BV), B * H)](
         q, k, v, g, a, b, state, o, float(scale), None if bonus is None else bonus.contiguous(),

@@ -14,7 +14,8 @@ from torch import Tensor
 
 from kernels._dispatch import cdiv, next_power_of_2, step_launch
 
-__all__ = ["triton_gla_step", "gated_step_kernel", "check_read_out", "read_out_args", "read_out_launch", "STEP_VARIANTS"]
+__all__ = ["triton_gla_step", "gated_step_kernel", "check_read_out", "read_out_args", "read_out_launch", "split_read_out",
+           "STEP_VARIANTS"]
 
 # Launch variants of gated_step_kernel (its constexprs), compiled by ``scripts/ptxas_report.py decode_step`` and timed
 # beside the shipped launch by ``scripts/sweep_step_launch.py --variants``; the shipped steps launch none of them:
@@ -34,6 +35,23 @@ def _store_state(p_s, s_out, i_bh, o_k, o_v, b_s, m, K: tl.constexpr, V: tl.cons
         tl.store(s_out + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_s, mask=m)
     else:
         tl.store(p_s, b_s, mask=m)
+
+
+@triton.jit
+def _read_out(b_o, b_q, b_k, b_v, rk, nw, gz, eps, i_bh, H, o_k, o_v, m_k, m_v, K: tl.constexpr, V: tl.constexpr,
+              HAS_BONUS: tl.constexpr, HAS_NORM: tl.constexpr, HAS_GATE: tl.constexpr):
+    """A mixer's read-out of o (fp32, the V values of one batch·head): RWKV-7's current-token bonus, per-head
+    RMSNorm, sigmoid gate; each where its flag is set."""
+    if HAS_BONUS:
+        b_rk = tl.load(rk + (i_bh % H) * K + o_k, mask=m_k, other=0.0).to(tl.float32)
+        b_o += tl.sum(b_q * b_k * b_rk, axis=0) * b_v
+    if HAS_NORM:
+        b_o = tl.where(m_v, b_o, 0.0)
+        b_o = b_o / tl.sqrt(tl.sum(b_o * b_o, axis=0) / V + eps)
+        b_o = b_o * tl.load(nw + (i_bh % H) * V + o_v, mask=m_v, other=0.0).to(tl.float32)
+    if HAS_GATE:
+        b_o = b_o * tl.sigmoid(tl.load(gz + i_bh * V + o_v, mask=m_v, other=0.0).to(tl.float32))
+    return b_o
 
 
 @triton.jit
@@ -73,18 +91,57 @@ def gated_step_kernel(
     if not STORE_LAST:
         _store_state(p_s, s_out, i_bh, o_k, o_v, b_s, m, K, V, SYNC, OUT_OF_PLACE)
     b_o = tl.sum(b_s * (b_q * scale)[:, None], axis=0)
-    if HAS_BONUS:
-        b_rk = tl.load(rk + (i_bh % H) * K + o_k, mask=m_k, other=0.0).to(tl.float32)
-        b_o += tl.sum(b_q * b_k * b_rk, axis=0) * b_v
-    if HAS_NORM:
-        b_o = tl.where(m_v, b_o, 0.0)
-        b_o = b_o / tl.sqrt(tl.sum(b_o * b_o, axis=0) / V + eps)
-        b_o = b_o * tl.load(nw + (i_bh % H) * V + o_v, mask=m_v, other=0.0).to(tl.float32)
-    if HAS_GATE:
-        b_o = b_o * tl.sigmoid(tl.load(gz + i_bh * V + o_v, mask=m_v, other=0.0).to(tl.float32))
+    b_o = _read_out(b_o, b_q, b_k, b_v, rk, nw, gz, eps, i_bh, H, o_k, o_v, m_k, m_v, K, V, HAS_BONUS, HAS_NORM, HAS_GATE)
     tl.store(o + i_bh * V + o_v, b_o.to(o.dtype.element_ty), mask=m_v)
     if STORE_LAST:
         _store_state(p_s, s_out, i_bh, o_k, o_v, b_s, m, K, V, SYNC, OUT_OF_PLACE)
+
+
+@triton.jit
+def read_out_kernel(o, q, k, v, rk, nw, gz, y, eps, H, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr,
+                    BV: tl.constexpr, HAS_BONUS: tl.constexpr, HAS_NORM: tl.constexpr, HAS_GATE: tl.constexpr):
+    """The read-out of a step whose o (fp32 ``[B·H, V]``) the step kernel wrote: one program per batch·head, so
+    that the step itself keeps the V blocks of its own launch (:func:`split_read_out`)."""
+    i_bh = tl.program_id(0)
+    o_k, o_v = tl.arange(0, BK), tl.arange(0, BV)
+    m_k, m_v = o_k < K, o_v < V
+    b_o = tl.load(o + i_bh * V + o_v, mask=m_v, other=0.0)
+    b_q = tl.load(q + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
+    b_k = tl.load(k + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
+    b_v = tl.load(v + i_bh * V + o_v, mask=m_v, other=0.0).to(tl.float32)
+    b_o = _read_out(b_o, b_q, b_k, b_v, rk, nw, gz, eps, i_bh, H, o_k, o_v, m_k, m_v, K, V, HAS_BONUS, HAS_NORM, HAS_GATE)
+    tl.store(y + i_bh * V + o_v, b_o.to(y.dtype.element_ty), mask=m_v)
+
+
+def split_read_out(step, q: Tensor, k: Tensor, v: Tensor, bonus: Tensor | None, norm_weight: Tensor | None,
+                   gate: Tensor | None, eps: float) -> Tensor:
+    """A step with its read-out in a second launch: ``step(o32)`` runs the step kernel at its own launch, writing
+    o in fp32 to ``o32``; :func:`read_out_kernel` then adds the bonus, norms and gates it into v's dtype. The fused
+    read-out holds all of V in one program, which at K = V = 128 takes the delta rule's step to 254 registers per
+    thread (one 8-warp program per SM); split, the step keeps its V blocks, for one more launch and an fp32 round
+    trip of o (B·H·V values, exact)."""
+    B, H, K = q.shape
+    V = v.shape[-1]
+    o32 = torch.empty(B, H, V, device=v.device, dtype=torch.float32)
+    step(o32)
+    y = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
+    BK, BV = max(16, next_power_of_2(K)), max(16, next_power_of_2(V))
+    nw, gz, eps = read_out_args(norm_weight, gate, eps)
+    read_out_kernel[(B * H,)](
+        o32, q, k, v, None if bonus is None else bonus.contiguous(), nw, gz, y, eps, H, K=K, V=V, BK=BK, BV=BV,
+        HAS_BONUS=bonus is not None, HAS_NORM=norm_weight is not None, HAS_GATE=gate is not None,
+        num_warps=max(1, min(4, BV // 32)),
+    )
+    return y
+
+
+def step_out(op: str, v: Tensor, out: Tensor | None) -> Tensor:
+    """o's tensor of a step: ``out`` (checked: ``[B, H, V]`` like v, contiguous) or a new one in v's dtype."""
+    if out is None:
+        return torch.empty(v.shape, device=v.device, dtype=v.dtype)
+    if out.shape != v.shape or not out.is_contiguous() or out.device != v.device:
+        raise ValueError(f"{op}: out {tuple(out.shape)} must be a contiguous [B, H, V] = {tuple(v.shape)} tensor on {v.device}")
+    return out
 
 
 def check_read_out(op: str, B: int, H: int, V: int, norm_weight: Tensor | None, gate: Tensor | None) -> None:
@@ -111,17 +168,21 @@ def read_out_launch(BH: int, K: int, V: int, norm: bool, rank_one: bool = False)
 
 def triton_gla_step(
     q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, scale: float = 1.0,
-    norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5,
+    norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5, split: bool = False,
+    out: Tensor | None = None,
 ) -> Tensor:
-    """One decode step for a batch of streams, optionally with the mixer's read-out fused (one launch).
+    """One decode step for a batch of streams, optionally with the mixer's read-out fused (one launch), or with
+    ``split``, in a second launch after the step at its own V blocks (:func:`split_read_out`; offered, not yet
+    timed against the fused one).
 
     Args:
         q, k, g: ``[B, H, K]`` (g: log-decay per key channel, ≤ 0). v: ``[B, H, V]``.
         state: ``[B, H, K, V]`` fp32, contiguous, written in place.
         norm_weight: ``[H·V]`` per-head RMSNorm weight of the read-out, or None. gate: ``[B, H·V]`` gate
             pre-activation (× sigmoid), or None. eps: the norm's epsilon.
+        out: where to write o (``[B, H, V]``, contiguous; fp32 keeps it unrounded), or None for a new tensor.
     Returns:
-        o ``[B, H, V]`` in v's dtype.
+        o ``[B, H, V]`` in v's dtype (out's, where given).
     """
     B, H, K = q.shape
     V = v.shape[-1]
@@ -132,7 +193,10 @@ def triton_gla_step(
         raise ValueError(f"gla_step: state {tuple(state.shape)} {state.dtype} must be contiguous fp32 [B, H, K, V]")
     check_read_out("gla_step", B, H, V, norm_weight, gate)
     q, k, v, g = q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous()
-    o = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
+    if split and (norm_weight is not None or gate is not None):
+        return split_read_out(lambda o32: triton_gla_step(q, k, v, g, state, scale, out=o32), q, k, v, None,
+                              norm_weight, gate, eps)
+    o = step_out("gla_step", v, out)
     BK, BV, warps = read_out_launch(B * H, K, V, norm_weight is not None)
     gated_step_kernel[(cdiv(V, BV), B * H)](
         q, k, v, g, None, None, state, o, float(scale), None, *read_out_args(norm_weight, gate, eps), H,

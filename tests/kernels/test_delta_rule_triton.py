@@ -175,3 +175,10 @@ def test_step_with_fused_read_out(bonus, norm, gate, device):
     assert_close("state", s_tri, s_ref, FP32_TOL)
     with pytest.raises(ValueError, match="bonus"):
         delta_rule_step(q, k, v, g, a, b, s0.clone(), impl="triton", bonus=torch.ones(H * K + 1, device=device))
+    # the read-out in its own launch after the step (split): the same o and state
+    from kernels.delta_rule.triton_step import triton_delta_rule_step
+
+    s_split = s0.clone()
+    o_split = triton_delta_rule_step(q, k, v, g, a, b, s_split, 0.7, rk, nw, gz, split=True)
+    assert_close("o split", o_split, y, FP32_TOL)
+    assert_close("state split", s_split, s_ref, FP32_TOL)

@@ -193,6 +193,14 @@ def test_step_with_fused_read_out(norm, gate, device):
     assert_close("o", o, y, FP32_TOL)
     assert_close("state", s_tri, s_ref, FP32_TOL)
     assert_close("naive fused", naive_gla_step(q, k, v, g, s0.clone(), 0.7, nw, gz, 1e-5), y, FP32_TOL)
+    # the read-out in its own launch after the step (split): the same o and state
+    from kernels.gla.triton_step import triton_gla_step
+
+    s_split = s0.clone()
+    assert_close("o split", triton_gla_step(q, k, v, g, s_split, 0.7, nw, gz, 1e-5, split=True), y, FP32_TOL)
+    assert_close("state split", s_split, s_ref, FP32_TOL)
+    with pytest.raises(ValueError, match="out"):
+        triton_gla_step(q, k, v, g, s0.clone(), out=torch.empty(B, H, V + 1, device=device))
 
 
 def test_step_read_out_shapes_are_checked(device):

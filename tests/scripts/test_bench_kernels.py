@@ -57,7 +57,7 @@ def test_headline_keeps_what_users_run_and_the_peers():
     def kept(name):
         return any(bk.impl_matches(f, name) for f in bk.HEADLINE_IMPLS)
 
-    users = ["ours", "ours fused", "ours (Triton bwd)", "ours chunk_delta_rule (chunk 16)"]
+    users = ["ours", "ours fused", "ours split read-out", "ours (Triton bwd)", "ours chunk_delta_rule (chunk 16)"]
     peers = ["fla chunk_rwkv7 (bounded gate, as fla's layer)", "fla", "mamba_ssm ssu", "mamba_ssm step", "torch",
              "fla fused_recurrent_gla + torch read-out"]
     variants = ["ours chunked BT=16 fused", "ours (size classes)", "ours (ref. bwd)", "ours fused-recurrent",
