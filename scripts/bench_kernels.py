@@ -1114,6 +1114,14 @@ def bench_fused_step(bench: Bench, P: dict, shape: tuple[int, ...]):
         return max(rel_err(y, y_ref), rel_err(s, s_ref), rel_err(c, c_ref))
 
     entries = [("ours fused", lambda: triton_mamba2_step(zxbcdt, s_o, c_o, *args, **geo), chk_ours, BF16_TOL, True)]
+    if Pd * N >= 8192:  # the large state tile on 16 warps rather than 8 (kernels/NOTES.md 69)
+        def chk_16():
+            s, c = ssm0.clone(), conv0.clone()
+            y = triton_mamba2_step(zxbcdt, s, c, *args, **geo, num_warps=16)
+            return max(rel_err(y, y_ref), rel_err(s, s_ref), rel_err(c, c_ref))
+
+        entries.append(("ours fused, 16 warps", lambda: triton_mamba2_step(zxbcdt, s_o, c_o, *args, **geo, num_warps=16),
+                        chk_16, BF16_TOL, True))
     if "mamba" in P:
         ssu, rms = P["mamba"]["ssu"], P["mamba"]["rmsnorm"]
         Am = (-torch.exp(A_log))[:, None, None].expand(H, Pd, N)

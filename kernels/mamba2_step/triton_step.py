@@ -101,8 +101,11 @@ def triton_mamba2_step(
     scale: float = 1.0,
     gate: bool = True,
     norm_eps: float = 1e-5,
+    num_warps: int | None = None,
 ) -> Tensor:
-    """Fused decode step; arguments and returns as :func:`kernels.mamba2_step.naive.naive_mamba2_step`."""
+    """Fused decode step; arguments and returns as :func:`kernels.mamba2_step.naive.naive_mamba2_step`.
+    ``num_warps`` overrides the launch's warps (8 for a state tile of ≥ 8K elements, else 4): at P = N = 128, 16
+    warps take 64 registers per thread against 8 warps' 97 (ptxas), offered to the benchmark, not timed yet."""
     H, Hkv, P, N = num_heads, num_kv_heads, head_dim, d_state
     conv_dim = Hkv * P + Hkv * N + H * N
     B = zxbcdt.shape[0]
@@ -123,6 +126,6 @@ def triton_mamba2_step(
         float(scale), float(norm_eps), zxbcdt.stride(0),
         H=H, HKV=Hkv, P=P, N=N, W=W, WP=next_power_of_2(W - 1), BP=BP, BN=BN,
         HAS_CONV=conv_state is not None, HAS_CB=conv_bias is not None, HAS_D=D is not None,
-        HAS_NORM=norm_weight is not None, GATE=gate, num_warps=8 if BP * BN >= 8192 else 4,
+        HAS_NORM=norm_weight is not None, GATE=gate, num_warps=num_warps or (8 if BP * BN >= 8192 else 4),
     )
     return y
