@@ -35,7 +35,7 @@ def triton_delta_rule_step(
             (:func:`kernels.gla.triton_step.split_read_out`; offered, not yet timed against the fused one).
         out: where to write o (``[B, H, V]``, contiguous; fp32 keeps it unrounded), or None for a new tensor.
     Returns:
-        o ``[B, H, V]`` in v's dtype.
+        o ``[B, H, V]`` in v's dtype (out's, where given).
     """
     B, H, K = q.shape
     V = v.shape[-1]
