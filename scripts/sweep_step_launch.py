@@ -149,8 +149,8 @@ FLA_RWKV7_CONFIGS = [(bv, w) for bv in (16, 32, 64) for w in (2, 4, 8, 16)]
 
 def fla_rwkv7_cases(B: int, H: int, D: int) -> dict:
     """{name: (call, rel. err)} of fla's ``fused_mul_recurrent_rwkv7`` on one RWKV-7 step (its inputs: w the
-    log-decay, kk and a with a = −kk, b = kk ⊙ a; its state ``[B, H, K, V]`` read from one tensor and written to
-    another), autotuned and pinned to each of FLA_RWKV7_CONFIGS, each checked against the fp32 reference; {}
+    log-decay, kk and its a, which are our a = −kk and b = kk ⊙ its a; its state ``[B, H, K, V]`` read from one
+    tensor and written to another), autotuned and pinned to each of FLA_RWKV7_CONFIGS, each checked against the fp32 reference; {}
     when fla is not importable."""
     try:
         import triton
