@@ -285,7 +285,7 @@ def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = F
     (``STEP_VARIANTS``: no barrier, state stored last, out of place). ``--sass`` shows each one's barriers and
     shuffles: the reductions over K that cross warps."""
     import kernels._dispatch as dispatch
-    from kernels.gla.triton_step import STEP_VARIANTS, gated_step_kernel, read_out_kernel
+    from kernels.gla.triton_step import STEP_VARIANTS, gated_step_kernel, read_out_kernel, read_out_launch
 
     bf = "*bf16"
     types = {n: bf for n in ("q", "k", "v", "a", "b", "o")} | {"g": "*fp32", "s": "*fp32", "scale": "fp32",
@@ -310,6 +310,17 @@ def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = F
                         label = f"{name} {variant}".strip()
                         row = f"| {label} | {K} | - | {{'BK': {BK}, 'BV': {BV}}} | {warps} | {regs} | {spills} |"
                         yield row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
+        if not quick and only in ("", "fused read-out"):  # the step with its read-out fused, as read_out_launch picks
+            for name, consts in ops[1:]:
+                delta = name == "delta"
+                for K in (64, 128):
+                    BK, BV, warps = read_out_launch(16 * 64, K, K, True, rank_one=delta)
+                    c = dict(consts, K=K, V=K, BK=BK, BV=BV, HAS_BONUS=delta, HAS_NORM=True, HAS_GATE=True, s_out=None)
+                    c = c if delta else dict(c, rk=None)
+                    regs, spills, cubin = compile_sm90(gated_step_kernel, types | {"rk": "*fp32", "nw": "*fp32", "gz": bf},
+                                                       c, warps, stages)
+                    row = f"| {name} fused read-out | {K} | - | {{'BK': {BK}, 'BV': {BV}}} | {warps} | {regs} | {spills} |"
+                    yield row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
         if only in ("", "read-out"):  # the split read-out's own launch (split_read_out), bonus, norm and gate
             for K in (64,) if quick else (64, 128):
                 regs, spills, cubin = compile_sm90(read_out_kernel, types | {"rk": "*fp32", "nw": "*fp32", "y": bf, "gz": bf},
@@ -341,9 +352,28 @@ def _fla_rwkv7_step(stages: int, sass: bool):
         yield row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
 
 
+def mamba2_step(stages: int, sass: bool = False, only: str = "", quick: bool = False):
+    """The fused Mamba2 decode step (conv update, dt, state, D, gated norm; ``_mamba2_step_kernel``) with every
+    part on, one group per head, at P = N = 64 and 128 on 4, 8 and 16 warps: the shipped launch takes 8 warps from
+    an [N, P] tile of 8K elements, else 4 (kernels/NOTES.md 69)."""
+    from kernels.mamba2_step.triton_step import _mamba2_step_kernel
+
+    bf = "*bf16"
+    types = {"zxbcdt": bf, "y": bf, "cs": bf, "cw": bf, "cb": bf, "ssm": "*fp32", "dt_bias": "*fp32", "A_log": "*fp32",
+             "Dp": "*fp32", "nw": "*fp32", "scale": "fp32", "eps": "fp32", "row_stride": "i32"}
+    for P in (64,) if quick else (64, 128):
+        for warps in (4,) if quick else (4, 8, 16):
+            consts = dict(H=16, HKV=16, P=P, N=P, W=4, WP=4, BP=P, BN=P, HAS_CONV=True, HAS_CB=True, HAS_D=True,
+                          HAS_NORM=True, GATE=True)
+            regs, spills, cubin = compile_sm90(_mamba2_step_kernel, types, consts, warps, stages)
+            row = f"| step | {P} | - | {{'BN': {P}, 'BP': {P}}} | {warps} | {regs} | {spills} |"
+            yield row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
+
+
 AUTOTUNED = ("gla_chunk_bwd", "gla_chunk_fwd", "ssd_chunk_fwd")  # groups whose tiles are their autotuners' configs
 GROUPS = {"delta_chunk_bwd": delta_chunk_bwd, "delta_chunk_fwd": delta_chunk_fwd, "gla_chunk_bwd": gla_chunk_bwd,
-          "gla_chunk_fwd": gla_chunk_fwd, "ssd_chunk_fwd": ssd_chunk_fwd, "decode_step": decode_step}
+          "gla_chunk_fwd": gla_chunk_fwd, "ssd_chunk_fwd": ssd_chunk_fwd, "decode_step": decode_step,
+          "mamba2_step": mamba2_step}
 
 
 def main() -> None:

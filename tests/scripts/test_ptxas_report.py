@@ -83,7 +83,8 @@ def test_sass_loops_are_the_backward_branches():
                                           ("gla_chunk_bwd", ["dqk_da", "dqk_da pairwise", "dqk"]),
                                           ("decode_step", [f"{op}{v}" for op in ("ssd", "gla", "delta")
                                                            for v in ("", " no-barrier", " store-last", " out-of-place")]
-                                           + ["read-out"])])
+                                           + ["read-out"]),
+                                          ("mamba2_step", ["step"])])
 def test_every_chunk_kernel_compiles_for_sm90(group, kernels):
     """The interpreter runs a kernel as Python, so code only the GPU compiler rejects (a name defined in one branch
     of a constexpr if, a tensor op Triton cannot lower) passes every CPU test. This compiles one config of each
