@@ -107,9 +107,11 @@ def step_launch(BH: int, K: int, V: int, rank_one: bool = False) -> tuple[int, i
     shortens its dependent load → update → store chain; at K ≤ 64 down to V blocks of 8 when those of 16 leave
     SMs idle (not for ``rank_one``: its V blocks of 8 were no faster, kernels/NOTES.md 67). The interpreter
     takes all of V in one program. ``rank_one`` (the delta rule: a second reduction over K, ``u = Sᵀ a``) takes
-    ``[K, 32]`` tiles on 2 warps once batch·heads fill the GPU with them, and at K = 128 with few programs its
-    ``[128, 16]`` tile on 8 warps rather than 4 (B=1 H=16: 2.34 against 2.45 µs, ten rounds, NOTES 67). Warp
-    counts and these rules come from sweeps on an H200 (``scripts/sweep_step_launch.py``, kernels/NOTES.md 27).
+    ``[K, 32]`` tiles once batch·heads fill the GPU with them (2 warps at K = 128, 4 below: B=64 H=16 K=V=64
+    7.7 against 8.3-8.5 µs on 2), and at K = 128 with few programs its ``[128, 16]`` tile on 8 warps rather than 4
+    (B=1 H=16: 2.34 against 2.45 µs, ten rounds, NOTES 67). Every other tile takes 4 warps, the ``[128, 64]`` one
+    of batch 64 too since its masks went (EVEN): SSD 36.4 against 36.9, GLA 37.2 against 40.4 µs on 8 (NOTES 70).
+    Warp counts and these rules come from sweeps on an H200 (``scripts/sweep_step_launch.py``, kernels/NOTES.md 27).
     """
     BK = max(16, next_power_of_2(K))
     BV = max(16, next_power_of_2(V))
@@ -119,13 +121,9 @@ def step_launch(BH: int, K: int, V: int, rank_one: bool = False) -> tuple[int, i
     while BV > 16 and BH * cdiv(V, BV) < _TARGET_PROGRAMS:
         BV //= 2
     if rank_one and BV > 32 and BH * cdiv(V, 32) >= _TARGET_PROGRAMS:
-        return BK, 32, max(2, BK * 32 // 2048)
+        return BK, 32, 2 if BK >= 128 else 4
     if BV == 16 and BK <= 64 and not rank_one and BH * cdiv(V, 16) < _FEW_PROGRAMS:
         return BK, 8, 8
     if BV == 16 and BK >= 128 and rank_one and BH * cdiv(V, 16) <= _FEW_PROGRAMS:
         return BK, 16, 8
-    return BK, BV, _step_warps(BK * BV)
-
-
-def _step_warps(elements: int) -> int:
-    return 8 if elements >= 8192 else 4
+    return BK, BV, 4

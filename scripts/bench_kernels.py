@@ -911,7 +911,7 @@ def bench_rwkv_step(bench: Bench, P: dict, shape: tuple[int, ...]):
         s = s0.clone()
         return max(rel_err(fn(s), y_ref), rel_err(s, s_r))
 
-    fused = lambda s: triton_delta_rule_step(q, k, v, g, a, b, s, 1.0, rk, nw, gz)  # noqa: E731
+    fused = lambda s: triton_delta_rule_step(q, k, v, g, a, b, s, 1.0, rk, nw, gz, split=False)  # noqa: E731
     two = lambda s: triton_delta_rule_step(q, k, v, g, a, b, s, 1.0, rk, nw, gz, split=True)  # noqa: E731
     split = lambda s: torch_read_out(triton_delta_rule_step(q, k, v, g, a, b, s))  # noqa: E731
     entries = [("ours fused", lambda: fused(s_ours), lambda: chk_read_out(fused), BF16_TOL, True),
@@ -1071,7 +1071,7 @@ def bench_gla_step(bench: Bench, P: dict, shape: tuple[int, ...]):
         s = s0.clone()
         return max(rel_err(fn(s), y_ref), rel_err(s, s_r))
 
-    fused = lambda s: triton_gla_step(q, k, v, g, s, 1.0, nw, gz)  # noqa: E731
+    fused = lambda s: triton_gla_step(q, k, v, g, s, 1.0, nw, gz, split=False)  # noqa: E731
     two = lambda s: triton_gla_step(q, k, v, g, s, 1.0, nw, gz, split=True)  # noqa: E731
     split = lambda s: torch_read_out(triton_gla_step(q, k, v, g, s))  # noqa: E731
     entries = [("ours fused", lambda: fused(s_ours), lambda: chk_read_out(fused), BF16_TOL, True),

@@ -15,7 +15,7 @@ run time is its count times its trip count. Warp shuffles (SHFL) there are reduc
 IEEE fp32 products, HMMA / HGMMA tensor-core products, MUFU the exps. kernels/NOTES.md 37 found the delta rule's
 diagonal blocks this way.
 
-    python scripts/ptxas_report.py delta_chunk_bwd [--stages 2] [--sass] [--out FILE]
+    python scripts/ptxas_report.py delta_chunk_bwd [--stages 2] [--sass] [--out FILE] [--dump DIR]
 """
 
 from __future__ import annotations
@@ -86,12 +86,24 @@ def compile_sm90(kernel, types: dict, constexprs: dict, num_warps: int, num_stag
     return regs, int(spills.group(1)) if spills else 0, cubin
 
 
+_LAST_SASS: list[str] = []  # the latest disassembly, for --dump
+
+
 def disassemble(cubin: bytes) -> str:
     """The SASS of a cubin, by the ``nvdisasm`` Triton ships."""
     with tempfile.TemporaryDirectory() as d:
         path = Path(d, "k.cubin")
         path.write_bytes(cubin)
-        return subprocess.run([NVDISASM, "-c", str(path)], capture_output=True, text=True, check=True).stdout
+        text = subprocess.run([NVDISASM, "-c", str(path)], capture_output=True, text=True, check=True).stdout
+    _LAST_SASS[:] = [text]
+    return text
+
+
+def dump_name(index: int, row: str) -> str:
+    """A file name for a table row's SASS: its number, kernel, K, tile and warps (``003_delta_masked_K128_BK128_BV32_w2``)."""
+    cells = [c.strip() for c in row.split("|")[1:]]
+    tile = "_".join(f"{k}{v}" for k, v in re.findall(r"'(\w+)': (\d+)", cells[3]))
+    return re.sub(r"[^\w.-]+", "_", f"{index:03d}_{cells[0]}_K{cells[1]}_{tile}_w{cells[4]}") + ".sass"
 
 
 _INSTR = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)")
@@ -282,10 +294,10 @@ def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = F
     """The decode step's one kernel (``gated_step_kernel``) as the SSD, GLA and delta-rule steps launch it: each
     launch ``step_launch`` picks on a GPU for H = 16 at batch 1 and batch 64, and at K ≤ 64 the [K, 16] tile on 4
     warps that batch 1 took before V blocks of 8 (kernels/NOTES.md 66), each also in the kernel's launch variants
-    (``STEP_VARIANTS``: no barrier, state stored last, out of place). ``--sass`` shows each one's barriers and
+    (``STEP_VARIANTS``: no barrier, state stored last, out of place, bounds masks kept). ``--sass`` shows each one's barriers and
     shuffles: the reductions over K that cross warps."""
     import kernels._dispatch as dispatch
-    from kernels.gla.triton_step import STEP_VARIANTS, gated_step_kernel, read_out_kernel, read_out_launch
+    from kernels.gla.triton_step import STEP_VARIANTS, even_tile, gated_step_kernel, read_out_kernel, read_out_launch
 
     bf = "*bf16"
     types = {n: bf for n in ("q", "k", "v", "a", "b", "o")} | {"g": "*fp32", "s": "*fp32", "scale": "fp32",
@@ -304,7 +316,8 @@ def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = F
                 for BK, BV, warps in sorted(tiles)[:1] if quick else sorted(tiles):
                     for variant, vconsts in [("", {})] + list(STEP_VARIANTS.items()):
                         # s_out None but out of place, as a launch passes it (None compiles as a constant)
-                        c = dict(consts, rk=None, nw=None, gz=None, K=K, V=K, BK=BK, BV=BV) | (
+                        c = dict(consts, rk=None, nw=None, gz=None, K=K, V=K, BK=BK, BV=BV,
+                                 EVEN=even_tile(K, K, BK, BV) and not (name == "ssd" and BV <= 8)) | (
                             vconsts if "OUT_OF_PLACE" in vconsts else dict(vconsts, s_out=None))
                         regs, spills, cubin = compile_sm90(gated_step_kernel, types, c, warps, stages)
                         label = f"{name} {variant}".strip()
@@ -315,7 +328,8 @@ def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = F
                 delta = name == "delta"
                 for K in (64, 128):
                     BK, BV, warps = read_out_launch(16 * 64, K, K, True, rank_one=delta)
-                    c = dict(consts, K=K, V=K, BK=BK, BV=BV, HAS_BONUS=delta, HAS_NORM=True, HAS_GATE=True, s_out=None)
+                    c = dict(consts, K=K, V=K, BK=BK, BV=BV, HAS_BONUS=delta, HAS_NORM=True, HAS_GATE=True, s_out=None,
+                             EVEN=even_tile(K, K, BK, BV))
                     c = c if delta else dict(c, rk=None)
                     regs, spills, cubin = compile_sm90(gated_step_kernel, types | {"rk": "*fp32", "nw": "*fp32", "gz": bf},
                                                        c, warps, stages)
@@ -384,15 +398,21 @@ def main() -> None:
     ap.add_argument("--kernel", default="", help="only the kernels of this name (e.g. scores)")
     ap.add_argument("--quick", action="store_true", help="K = 64, BT = 32 and each kernel's first tile only")
     ap.add_argument("--out", default="", help="also write the table here")
+    ap.add_argument("--dump", default="", metavar="DIR", help="also write each row's whole SASS to DIR (implies --sass), "
+                    "one file per row, numbered in the table's order, to read two kernels side by side")
     args = ap.parse_args()
+    args.sass = args.sass or bool(args.dump)
     head = "| kernel | K = V | BT | tile | warps | registers | spill stores (bytes) |" + (" SASS |" if args.sass else "")
     stages = "each config's own num_stages" if args.kernels in AUTOTUNED else f"num_stages={args.stages}"
     lines = [f"ptxas (triton {triton.__version__}) sm_90a, bf16 inputs, {stages}", "", head,
              "|" + "---|" * (head.count("|") - 1)]
     print("\n".join(lines), flush=True)
-    for row in GROUPS[args.kernels](args.stages, args.sass, args.kernel, args.quick):
+    for i, row in enumerate(GROUPS[args.kernels](args.stages, args.sass, args.kernel, args.quick)):
         print(row, flush=True)
         lines.append(row)
+        if args.dump and _LAST_SASS:
+            Path(args.dump).mkdir(parents=True, exist_ok=True)
+            Path(args.dump, dump_name(i, row)).write_text(_LAST_SASS.pop())
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
 

@@ -44,6 +44,14 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 VARIANTS = gla_step.STEP_VARIANTS  # the kernel's launch variants that --variants times
 
+
+def variant_constexprs(variant: str) -> dict:
+    """The constexprs of a VARIANTS key, or of several joined by '+' (``masked+store-last``)."""
+    out = {}
+    for part in variant.split("+"):
+        out |= VARIANTS[part]
+    return out
+
 class _Variant:
     """A launcher of :func:`gated_step_kernel` with some of its constexprs set (one of VARIANTS). Out of place, the
     new state goes to a tensor of the state's shape made at the launch (``last_out``); the state is left as it was."""
@@ -58,7 +66,7 @@ class _Variant:
             extra = dict(self.constexprs)
             if extra.get("OUT_OF_PLACE"):
                 self.last_out = extra["s_out"] = torch.empty_like(args[6])  # the kernel's 7th argument: the state
-            return run(*args, **kw, **extra)
+            return run(*args, **(kw | extra))  # a variant's constexprs override the launch's
 
         return launch
 
@@ -79,7 +87,7 @@ def launch(BV: int | None, warps: int | None, variant: str = ""):
         return BK, bv if BV is None else BV, w if warps is None else warps
 
     ssd_step.step_launch = gla_step.step_launch = forced
-    launcher = _Variant(kernels_saved[0], VARIANTS[variant]) if variant else None
+    launcher = _Variant(kernels_saved[0], variant_constexprs(variant)) if variant else None
     if launcher:
         for m in _STEP_MODULES:  # they all launch the one kernel
             m.gated_step_kernel = launcher
@@ -287,7 +295,7 @@ def main() -> None:
     ap.add_argument("--replot", default="", metavar="MD", help="only draw the figure of a written "
                     "sweep_step_launch.md, beside it as .png (no GPU needed)")
     ap.add_argument("--variants", default="", help="comma-separated kernel variants to time beside each launch, "
-                    f"each checked against the reference like the rest: {', '.join(VARIANTS)}")
+                    f"each checked against the reference like the rest: {', '.join(VARIANTS)}; '+' joins several (masked+store-last)")
     ap.add_argument("--bvs", default="16,32,64,128",
                     help="V blocks to try, comma-separated powers of two (8 and 4 give batch 1 more, smaller programs)")
     a = ap.parse_args()
@@ -296,7 +304,7 @@ def main() -> None:
         drawn = plot(panels_from_md(md.read_text()), md.with_suffix(".png"))
         return print(f"wrote {md.with_suffix('.png')}" if drawn else f"{md}: no sweep lines to draw")
     variants = [v for v in a.variants.split(",") if v]
-    if unknown := set(variants) - set(VARIANTS):
+    if unknown := {p for v in variants for p in v.split("+")} - set(VARIANTS):
         raise SystemExit(f"--variants {a.variants}: unknown {', '.join(sorted(unknown))} (choose from {', '.join(VARIANTS)})")
     if a.rounds < 1:
         raise SystemExit(f"--rounds {a.rounds}: take at least 1 (the times each launch is timed)")
@@ -324,10 +332,10 @@ def main() -> None:
                 with launch(bv, w, var) as launcher:
                     # several tries: a race between threads holding the same element need not show every time
                     err = 0.0
-                    for _ in range(20 if var == "no-barrier" else 1):
+                    for _ in range(20 if "no-barrier" in var.split("+") else 1):
                         st = s0.clone()
                         o = step(st)
-                        new = launcher.last_out if var == "out-of-place" else st
+                        new = launcher.last_out if "out-of-place" in var.split("+") else st
                         err = max(err, rel_err(o, o_ref), rel_err(new, s_ref))
                 if err > TOL:
                     grid.append(f"{name} B={B} H={H} D={D} BV={bv} warps={w}{_tag(var)}: FAILED err {err:.1e}")

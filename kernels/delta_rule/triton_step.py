@@ -14,7 +14,16 @@ import torch
 from torch import Tensor
 
 from kernels._dispatch import cdiv
-from kernels.gla.triton_step import check_read_out, gated_step_kernel, read_out_args, read_out_launch, split_read_out, step_out
+from kernels.gla.triton_step import (
+    check_read_out,
+    even_tile,
+    gated_step_kernel,
+    read_out_args,
+    read_out_launch,
+    split_by_default,
+    split_read_out,
+    step_out,
+)
 
 __all__ = ["triton_delta_rule_step"]
 
@@ -22,7 +31,7 @@ __all__ = ["triton_delta_rule_step"]
 def triton_delta_rule_step(
     q: Tensor, k: Tensor, v: Tensor, g: Tensor, a: Tensor, b: Tensor, state: Tensor, scale: float = 1.0,
     bonus: Tensor | None = None, norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5,
-    split: bool = False, out: Tensor | None = None,
+    split: bool | None = None, out: Tensor | None = None,
 ) -> Tensor:
     """One decode step for a batch of streams.
 
@@ -32,7 +41,8 @@ def triton_delta_rule_step(
         bonus, norm_weight, gate, eps: RWKV-7's read-out fused into the same launch (see
             :func:`kernels.delta_rule.naive.naive_delta_rule_step`); None leaves that part out.
         split: the read-out in a second launch after the step at its own V blocks
-            (:func:`kernels.gla.triton_step.split_read_out`; offered, not yet timed against the fused one).
+            (:func:`kernels.gla.triton_step.split_read_out`); None takes
+            :func:`kernels.gla.triton_step.split_by_default` (apart at K = 128, fused below).
         out: where to write o (``[B, H, V]``, contiguous; fp32 keeps it unrounded), or None for a new tensor.
     Returns:
         o ``[B, H, V]`` in v's dtype (out's, where given).
@@ -50,6 +60,8 @@ def triton_delta_rule_step(
         raise ValueError(f"delta_rule_step: bonus {tuple(bonus.shape)} must hold H·K = {H * K} values")
     check_read_out("delta_rule_step", B, H, V, norm_weight, gate)
     q, k, v, g, a, b = (t.contiguous() for t in (q, k, v, g, a, b))
+    if split is None:
+        split = split_by_default(K)
     if split and (bonus is not None or norm_weight is not None or gate is not None):
         return split_read_out(lambda o32: triton_delta_rule_step(q, k, v, g, a, b, state, scale, out=o32), q, k, v,
                               bonus, norm_weight, gate, eps)
@@ -58,6 +70,7 @@ def triton_delta_rule_step(
     gated_step_kernel[(cdiv(V, BV), B * H)](
         q, k, v, g, a, b, state, o, float(scale), None if bonus is None else bonus.contiguous(),
         *read_out_args(norm_weight, gate, eps), H, K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=True,
-        HAS_BONUS=bonus is not None, HAS_NORM=norm_weight is not None, HAS_GATE=gate is not None, num_warps=warps,
+        HAS_BONUS=bonus is not None, HAS_NORM=norm_weight is not None, HAS_GATE=gate is not None,
+        EVEN=even_tile(K, V, BK, BV), num_warps=warps,
     )
     return o

@@ -15,14 +15,16 @@ from torch import Tensor
 from kernels._dispatch import cdiv, next_power_of_2, step_launch
 
 __all__ = ["triton_gla_step", "gated_step_kernel", "check_read_out", "read_out_args", "read_out_launch", "split_read_out",
-           "STEP_VARIANTS"]
+           "even_tile", "split_by_default", "STEP_VARIANTS"]
 
 # Launch variants of gated_step_kernel (its constexprs), compiled by ``scripts/ptxas_report.py decode_step`` and timed
 # beside the shipped launch by ``scripts/sweep_step_launch.py --variants``; the shipped steps launch none of them:
 # without the CTA barrier between the state's load and its in-place store (safe only where no two threads hold the
 # same state element), with the state stored last (after o's reduction and store), and with the new state written
-# to a second tensor ``s_out`` (fla's step reads its state from one tensor and writes another; ours updates in place).
-STEP_VARIANTS = {"no-barrier": {"SYNC": False}, "store-last": {"STORE_LAST": True}, "out-of-place": {"OUT_OF_PLACE": True}}
+# to a second tensor ``s_out`` (fla's step reads its state from one tensor and writes another; ours updates in place),
+# and with the bounds masks kept where the tile fits the state exactly (the shipped launches drop them there: EVEN).
+STEP_VARIANTS = {"no-barrier": {"SYNC": False}, "store-last": {"STORE_LAST": True}, "out-of-place": {"OUT_OF_PLACE": True},
+                 "masked": {"EVEN": False}}
 
 
 @triton.jit
@@ -60,6 +62,7 @@ def gated_step_kernel(
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, SCALAR_DECAY: tl.constexpr, DELTA: tl.constexpr,
     HAS_BONUS: tl.constexpr = False, HAS_NORM: tl.constexpr = False, HAS_GATE: tl.constexpr = False,
     SYNC: tl.constexpr = True, STORE_LAST: tl.constexpr = False, OUT_OF_PLACE: tl.constexpr = False, s_out=None,
+    EVEN: tl.constexpr = False,
 ):
     """One decode step of the gated family, one program per (V block, batch·head), state ``[K, BV]`` in registers:
     ``S ← D S + k vᵀ (+ b (aᵀ S)ᵀ if DELTA)``, ``o = scale · Sᵀ q``; D = exp(g), one scalar per head
@@ -67,27 +70,36 @@ def gated_step_kernel(
     HAS_BONUS / HAS_NORM / HAS_GATE fuse a mixer's read-out: RWKV-7's current-token bonus (q · (k ⊙ ``rk``)) v,
     per-head RMSNorm over V × ``nw``, then × sigmoid(``gz``); the norm needs the whole of V in one program.
     SYNC, STORE_LAST and OUT_OF_PLACE (with ``s_out``) make the launch variants of STEP_VARIANTS; the shipped steps
-    launch the defaults: a barrier, then the state stored in place before o's reduction."""
+    launch the defaults: a barrier, then the state stored in place before o's reduction. EVEN (K == BK and BV
+    divides V, :func:`even_tile`) drops the bounds masks."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
-    m_k, m_v = o_k < K, o_v < V
+    if EVEN:  # K == BK and BV divides V: masks the compiler sees are all true (no predicated loads, no zero fill)
+        m_k, m_v = tl.full([BK], True, tl.int1), tl.full([BV], True, tl.int1)
+    else:
+        m_k, m_v = o_k < K, o_v < V
     m = m_k[:, None] & m_v[None, :]
     p_s = s + i_bh * K * V + o_k[:, None] * V + o_v[None, :]
+    # Every load first: Triton emits a load where the source has it, and ptxas does not move one past the barriers
+    # of the layout conversions and the reduction over K, so a load written after them is one more memory round
+    # trip in the program's critical path (the decay's, in the delta rule's step: kernels/NOTES.md 70).
     b_s = tl.load(p_s, mask=m, other=0.0)
     b_q = tl.load(q + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
     b_k = tl.load(k + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
     b_v = tl.load(v + i_bh * V + o_v, mask=m_v, other=0.0).to(tl.float32)
+    if SCALAR_DECAY:
+        b_d = tl.exp(tl.load(g + i_bh).to(tl.float32))
+    else:
+        b_d = tl.exp(tl.load(g + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32))[:, None]
+    if DELTA:
+        b_a = tl.load(a + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
+        b_b = tl.load(b + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
     upd = b_k[:, None] * b_v[None, :]
     if DELTA:
         # u reads the *undecayed* state (RWKV-7); masked rows load a = 0 and contribute nothing
-        b_a = tl.load(a + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
-        b_b = tl.load(b + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
         upd += b_b[:, None] * tl.sum(b_a[:, None] * b_s, axis=0)[None, :]
-    if SCALAR_DECAY:
-        b_s = b_s * tl.exp(tl.load(g + i_bh).to(tl.float32)) + upd
-    else:
-        b_s = b_s * tl.exp(tl.load(g + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32))[:, None] + upd
+    b_s = b_s * b_d + upd
     if not STORE_LAST:
         _store_state(p_s, s_out, i_bh, o_k, o_v, b_s, m, K, V, SYNC, OUT_OF_PLACE)
     b_o = tl.sum(b_s * (b_q * scale)[:, None], axis=0)
@@ -135,6 +147,19 @@ def split_read_out(step, q: Tensor, k: Tensor, v: Tensor, bonus: Tensor | None, 
     return y
 
 
+def even_tile(K: int, V: int, BK: int, BV: int) -> bool:
+    """Whether a ``[BK, BV]`` tile covers a ``[K, V]`` state exactly (gated_step_kernel's EVEN)."""
+    return K == BK and V % BV == 0
+
+
+def split_by_default(K: int) -> bool:
+    """Whether a step with a read-out launches it apart (:func:`split_read_out`) when the caller does not say: at
+    K = 128, where the fused tile holds all of V (H200, three runs: RWKV-7 B=64 44 against 60 µs, B=1 4.0 against
+    6.4; GLA B=64 40.7 against 43.0, B=1 3.5 against 4.6; GLA B=8 5.96-6.01 against 5.69-5.98 the one loss), not
+    at K = 64, where the fused one is ahead at every batch (kernels/NOTES.md 70)."""
+    return K >= 128
+
+
 def step_out(op: str, v: Tensor, out: Tensor | None) -> Tensor:
     """o's tensor of a step: ``out`` (checked: ``[B, H, V]`` like v, contiguous) or a new one in v's dtype."""
     if out is None:
@@ -168,12 +193,12 @@ def read_out_launch(BH: int, K: int, V: int, norm: bool, rank_one: bool = False)
 
 def triton_gla_step(
     q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, scale: float = 1.0,
-    norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5, split: bool = False,
+    norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5, split: bool | None = None,
     out: Tensor | None = None,
 ) -> Tensor:
     """One decode step for a batch of streams, optionally with the mixer's read-out fused (one launch), or with
-    ``split``, in a second launch after the step at its own V blocks (:func:`split_read_out`; offered, not yet
-    timed against the fused one).
+    ``split``, in a second launch after the step at its own V blocks (:func:`split_read_out`); None takes
+    :func:`split_by_default` (apart at K = 128).
 
     Args:
         q, k, g: ``[B, H, K]`` (g: log-decay per key channel, ≤ 0). v: ``[B, H, V]``.
@@ -193,6 +218,8 @@ def triton_gla_step(
         raise ValueError(f"gla_step: state {tuple(state.shape)} {state.dtype} must be contiguous fp32 [B, H, K, V]")
     check_read_out("gla_step", B, H, V, norm_weight, gate)
     q, k, v, g = q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous()
+    if split is None:
+        split = split_by_default(K)
     if split and (norm_weight is not None or gate is not None):
         return split_read_out(lambda o32: triton_gla_step(q, k, v, g, state, scale, out=o32), q, k, v, None,
                               norm_weight, gate, eps)
@@ -201,6 +228,6 @@ def triton_gla_step(
     gated_step_kernel[(cdiv(V, BV), B * H)](
         q, k, v, g, None, None, state, o, float(scale), None, *read_out_args(norm_weight, gate, eps), H,
         K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=False,
-        HAS_NORM=norm_weight is not None, HAS_GATE=gate is not None, num_warps=warps,
+        HAS_NORM=norm_weight is not None, HAS_GATE=gate is not None, EVEN=even_tile(K, V, BK, BV), num_warps=warps,
     )
     return o

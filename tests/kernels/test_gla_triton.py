@@ -203,6 +203,36 @@ def test_step_with_fused_read_out(norm, gate, device):
         triton_gla_step(q, k, v, g, s0.clone(), out=torch.empty(B, H, V + 1, device=device))
 
 
+@pytest.mark.parametrize("K,split", [(64, False), (128, True)])
+def test_step_read_out_split_by_default_at_k128(K, split, device, monkeypatch):
+    """Left to choose (split=None), the GLA and delta-rule steps launch their read-out apart at K = 128 and fused
+    below (kernels/NOTES.md 70); either way o and the state match the reference."""
+    import kernels.delta_rule.triton_step as delta_mod
+    import kernels.gla.triton_step as gla_mod
+    from kernels.delta_rule import naive_delta_rule_step
+
+    calls = []
+    real = gla_mod.split_read_out
+    spy = lambda *args, **kw: calls.append(1) or real(*args, **kw)  # noqa: E731
+    monkeypatch.setattr(gla_mod, "split_read_out", spy)
+    monkeypatch.setattr(delta_mod, "split_read_out", spy)
+    B, H, V = 1, 2, 16
+    q, k = torch.randn(B, H, K, device=device), torch.randn(B, H, K, device=device) / K**0.5
+    g, v = -torch.rand(B, H, K, device=device) / 8, torch.randn(B, H, V, device=device)
+    kk = F.normalize(torch.randn(B, H, K, device=device), dim=-1)
+    nw, gz = torch.rand(H * V, device=device) + 0.5, torch.randn(B, H * V, device=device)
+    s0 = torch.randn(B, H, K, V, device=device) / K
+    s, s_ref = s0.clone(), s0.clone()
+    assert_close("gla o", gla_mod.triton_gla_step(q, k, v, g, s, 0.7, nw, gz),
+                 mixer_read_out(naive_gla_step(q, k, v, g, s_ref, 0.7), nw, gz), FP32_TOL)
+    assert_close("gla state", s, s_ref, FP32_TOL)
+    s, s_ref = s0.clone(), s0.clone()
+    assert_close("delta o", delta_mod.triton_delta_rule_step(q, k, v, g, -kk, kk / 2, s, 0.7, None, nw, gz),
+                 mixer_read_out(naive_delta_rule_step(q, k, v, g, -kk, kk / 2, s_ref, 0.7), nw, gz), FP32_TOL)
+    assert_close("delta state", s, s_ref, FP32_TOL)
+    assert len(calls) == (2 if split else 0)
+
+
 def test_step_read_out_shapes_are_checked(device):
     q = torch.randn(1, 2, 8, device=device)
     s = torch.zeros(1, 2, 8, 8, device=device)

@@ -234,15 +234,22 @@ def test_step_launch_cuts_v_on_gpu():
         assert dispatch.step_launch(16, 128, 128, rank_one=True) == (128, 16, 8)
         assert dispatch.step_launch(16, 128, 128) == (128, 16, 4)
         assert dispatch.step_launch(1024, 128, 128, rank_one=True) == (128, 32, 2)
+        # batch 64: the delta rule's [64, 32] tile on 4 warps at K = 64, the others' [128, 64] on 4 (NOTES 70)
+        assert dispatch.step_launch(1024, 64, 64, rank_one=True) == (64, 32, 4)
+        assert dispatch.step_launch(1024, 128, 128) == (128, 64, 4)
+
+
+# K = V = 32: every tile fits the state exactly, so the steps launch without bounds masks (EVEN).
+_STEP_CASES = [(STEP_K, STEP_V, c) for c in _gpu_step_launches(STEP_K, STEP_V)] + [(32, 32, c) for c in _gpu_step_launches(32, 32)]
 
 
 @pytest.mark.parametrize("op", ["ssd", "gla", "delta_rule"])
-@pytest.mark.parametrize("launch", _gpu_step_launches(STEP_K, STEP_V), ids=lambda c: f"BK{c[0]}-BV{c[1]}")
-def test_decode_step(op, launch, monkeypatch):
+@pytest.mark.parametrize("K,V,launch", _STEP_CASES, ids=lambda c: f"BK{c[0]}-BV{c[1]}" if isinstance(c, tuple) else str(c))
+def test_decode_step(op, K, V, launch, monkeypatch):
     gen = torch.Generator().manual_seed(4)
     B, H = 3, 2
-    q, k, v, g, a, b = _delta_inputs(gen, B, H, K=STEP_K, V=STEP_V)
-    state = _randn(gen, B, H, STEP_K, STEP_V)
+    q, k, v, g, a, b = _delta_inputs(gen, B, H, K=K, V=V)
+    state = _randn(gen, B, H, K, V)
     module, kernel, naive, args = {
         "ssd": (ssd_step, ssd_step.triton_ssd_step, naive_ssd_step, (q, k, v, g[..., 0])),
         "gla": (gla_step, gla_step.triton_gla_step, naive_gla_step, (q, k, v, g)),

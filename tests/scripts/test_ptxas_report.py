@@ -75,6 +75,14 @@ def test_sass_loops_are_the_backward_branches():
     assert rep.fmt_sass(SASS).startswith("10 instructions (BAR 0, SHFL 1, HGMMA 0, ")
 
 
+def test_dump_names_say_which_row_and_launch():
+    rep = _report_module()
+    row = "| delta masked | 128 | - | {'BK': 128, 'BV': 32} | 2 | 127 | 0 | 744 instructions |"
+    assert rep.dump_name(3, row) == "003_delta_masked_K128_BK128_BV32_w2.sass"
+    assert rep.dump_name(12, "| fla rwkv7 step | 64 | - | {'BK': 64, 'BV': 16} | 8 | 32 | 0 |") == \
+        "012_fla_rwkv7_step_K64_BK64_BV16_w8.sass"
+
+
 @pytest.mark.skipif(not PTXAS.exists(), reason=f"triton {triton.__version__} ships no ptxas here")
 @pytest.mark.parametrize("group,kernels", [("delta_chunk_fwd", ["scores", "solve", "solve+fused", "states", "output"]),
                                           ("delta_chunk_bwd", ["dstates", "bwd_v", "bwd_k"]),
@@ -82,7 +90,7 @@ def test_sass_loops_are_the_backward_branches():
                                           ("gla_chunk_fwd", ["states", "output"]),
                                           ("gla_chunk_bwd", ["dqk_da", "dqk_da pairwise", "dqk"]),
                                           ("decode_step", [f"{op}{v}" for op in ("ssd", "gla", "delta")
-                                                           for v in ("", " no-barrier", " store-last", " out-of-place")]
+                                                           for v in ("", " no-barrier", " store-last", " out-of-place", " masked")]
                                            + ["read-out"]),
                                           ("mamba2_step", ["step"])])
 def test_every_chunk_kernel_compiles_for_sm90(group, kernels):

@@ -85,8 +85,10 @@ def test_variants_are_checked_and_timed_beside_every_launch(tmp_path, monkeypatc
 
 
 def test_unknown_variants_are_refused_with_the_choices(tmp_path, monkeypatch):
-    with pytest.raises(SystemExit, match="unknown fast .choose from no-barrier, store-last, out-of-place"):
+    with pytest.raises(SystemExit, match="unknown fast .choose from no-barrier, store-last, out-of-place, masked"):
         _sweep(tmp_path, monkeypatch, "--variants", "fast")
+    with pytest.raises(SystemExit, match="unknown fast "):  # each part of a joined variant is checked
+        _sweep(tmp_path, monkeypatch, "--variants", "masked+fast")
 
 
 def test_fla_rwkv7_peer_maps_our_step_onto_fla_and_pins_each_config(monkeypatch):
@@ -113,11 +115,11 @@ def test_every_variant_of_every_step_matches_the_reference(monkeypatch):
     monkeypatch.setattr(mod, "DEVICE", "cpu")
     s0, ops = mod.cases(2, 3, 16)
     for name, step, o_ref, s_ref in ops:
-        for var in mod.VARIANTS:
+        for var in [*mod.VARIANTS, "masked+out-of-place", "store-last+no-barrier"]:
             with mod.launch(None, None, var) as launcher:
                 st = s0.clone()
                 o = step(st)
-            if var == "out-of-place":  # the new state in a second tensor, the first left as it was
+            if "out-of-place" in var:  # the new state in a second tensor, the first left as it was
                 assert torch.equal(st, s0)
                 st = launcher.last_out
             assert max(mod.rel_err(o, o_ref), mod.rel_err(st, s_ref)) < 1e-2, (name, var)
