@@ -22,9 +22,12 @@ __all__ = ["triton_gla_step", "gated_step_kernel", "check_read_out", "read_out_a
 # without the CTA barrier between the state's load and its in-place store (safe only where no two threads hold the
 # same state element), with the state stored last (after o's reduction and store), and with the new state written
 # to a second tensor ``s_out`` (fla's step reads its state from one tensor and writes another; ours updates in place),
-# and with the bounds masks kept where the tile fits the state exactly (the shipped launches drop them there: EVEN).
+# with the bounds masks kept where the tile fits the state exactly (the shipped launches drop them there: EVEN), with
+# the vectors loaded as [BK, 1] columns (all their loads in one round, converted to the state's layout after), and
+# with fla's order of the update's sums (the decay and rank-one term first), which the compiler schedules in one
+# round of vector loads fewer (kernels/NOTES.md 71).
 STEP_VARIANTS = {"no-barrier": {"SYNC": False}, "store-last": {"STORE_LAST": True}, "out-of-place": {"OUT_OF_PLACE": True},
-                 "masked": {"EVEN": False}}
+                 "masked": {"EVEN": False}, "row-loads": {"ROW_LOADS": True}, "rank-one-first": {"RANK_ONE_FIRST": True}}
 
 
 @triton.jit
@@ -37,6 +40,22 @@ def _store_state(p_s, s_out, i_bh, o_k, o_v, b_s, m, K: tl.constexpr, V: tl.cons
         tl.store(s_out + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_s, mask=m)
     else:
         tl.store(p_s, b_s, mask=m)
+
+
+@triton.jit
+def _decay(b_g, SHAPED: tl.constexpr):
+    """exp of the log-decay: a scalar or a ``[BK, 1]`` column as loaded (SHAPED), else a ``[BK]`` vector's exp made a
+    column (exp first, then the new axis: the order the shipped step has always compiled)."""
+    if SHAPED:
+        return tl.exp(b_g)
+    else:
+        return tl.exp(b_g)[:, None]
+
+
+@triton.jit
+def _load_col(x, i_bh, o_k, m_k, K: tl.constexpr):
+    """The K values of one batch·head of a ``[B·H, K]`` vector as a ``[BK, 1]`` fp32 column."""
+    return tl.load(x + i_bh * K + o_k[:, None], mask=m_k[:, None], other=0.0).to(tl.float32)
 
 
 @triton.jit
@@ -62,16 +81,16 @@ def gated_step_kernel(
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, SCALAR_DECAY: tl.constexpr, DELTA: tl.constexpr,
     HAS_BONUS: tl.constexpr = False, HAS_NORM: tl.constexpr = False, HAS_GATE: tl.constexpr = False,
     SYNC: tl.constexpr = True, STORE_LAST: tl.constexpr = False, OUT_OF_PLACE: tl.constexpr = False, s_out=None,
-    EVEN: tl.constexpr = False,
+    EVEN: tl.constexpr = False, ROW_LOADS: tl.constexpr = False, RANK_ONE_FIRST: tl.constexpr = False,
 ):
     """One decode step of the gated family, one program per (V block, batch·head), state ``[K, BV]`` in registers:
     ``S ← D S + k vᵀ (+ b (aᵀ S)ᵀ if DELTA)``, ``o = scale · Sᵀ q``; D = exp(g), one scalar per head
     (SCALAR_DECAY: SSD) or one per key channel (GLA, delta rule). The SSD, GLA and delta-rule steps launch it.
     HAS_BONUS / HAS_NORM / HAS_GATE fuse a mixer's read-out: RWKV-7's current-token bonus (q · (k ⊙ ``rk``)) v,
     per-head RMSNorm over V × ``nw``, then × sigmoid(``gz``); the norm needs the whole of V in one program.
-    SYNC, STORE_LAST and OUT_OF_PLACE (with ``s_out``) make the launch variants of STEP_VARIANTS; the shipped steps
-    launch the defaults: a barrier, then the state stored in place before o's reduction. EVEN (K == BK and BV
-    divides V, :func:`even_tile`) drops the bounds masks."""
+    SYNC, STORE_LAST, OUT_OF_PLACE (with ``s_out``), ROW_LOADS and RANK_ONE_FIRST make the launch variants of
+    STEP_VARIANTS; the shipped steps launch the defaults: a barrier, then the state stored in place before o's
+    reduction. EVEN (K == BK and BV divides V, :func:`even_tile`) drops the bounds masks."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
@@ -85,24 +104,51 @@ def gated_step_kernel(
     # of the layout conversions and the reduction over K, so a load written after them is one more memory round
     # trip in the program's critical path (the decay's, in the delta rule's step: kernels/NOTES.md 70).
     b_s = tl.load(p_s, mask=m, other=0.0)
-    b_q = tl.load(q + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
-    b_k = tl.load(k + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
-    b_v = tl.load(v + i_bh * V + o_v, mask=m_v, other=0.0).to(tl.float32)
-    if SCALAR_DECAY:
-        b_d = tl.exp(tl.load(g + i_bh).to(tl.float32))
+    if ROW_LOADS:
+        # each vector loaded as a [BK, 1] or [1, BV] tile: all the loads issue in one round, where a [BK] vector's
+        # conversion (shared memory and a barrier) comes between one load and the next; the columns are converted
+        # to the state's layout after, by warp shuffles (NOTES 71)
+        c_q = _load_col(q, i_bh, o_k, m_k, K)
+        c_k = _load_col(k, i_bh, o_k, m_k, K)
+        r_v = tl.load(v + i_bh * V + o_v[None, :], mask=m_v[None, :], other=0.0).to(tl.float32)
+        b_q, b_k, b_v = tl.reshape(c_q, [BK]), tl.reshape(c_k, [BK]), tl.reshape(r_v, [BV])  # for the read-out
     else:
-        b_d = tl.exp(tl.load(g + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32))[:, None]
+        b_q = tl.load(q + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
+        b_k = tl.load(k + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
+        b_v = tl.load(v + i_bh * V + o_v, mask=m_v, other=0.0).to(tl.float32)
+        c_q, c_k, r_v = b_q[:, None], b_k[:, None], b_v[None, :]
+    if SCALAR_DECAY:
+        b_g = tl.load(g + i_bh).to(tl.float32)
+    elif ROW_LOADS:
+        b_g = _load_col(g, i_bh, o_k, m_k, K)
+    else:
+        b_g = tl.load(g + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
+    if not RANK_ONE_FIRST:
+        b_d = _decay(b_g, SCALAR_DECAY or ROW_LOADS)
     if DELTA:
-        b_a = tl.load(a + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
-        b_b = tl.load(b + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)
-    upd = b_k[:, None] * b_v[None, :]
-    if DELTA:
-        # u reads the *undecayed* state (RWKV-7); masked rows load a = 0 and contribute nothing
-        upd += b_b[:, None] * tl.sum(b_a[:, None] * b_s, axis=0)[None, :]
-    b_s = b_s * b_d + upd
+        if ROW_LOADS:
+            c_a, c_b = _load_col(a, i_bh, o_k, m_k, K), _load_col(b, i_bh, o_k, m_k, K)
+        else:
+            c_a = tl.load(a + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)[:, None]
+            c_b = tl.load(b + i_bh * K + o_k, mask=m_k, other=0.0).to(tl.float32)[:, None]
+    if RANK_ONE_FIRST:
+        # fla's order of the same sums: the decay and the rank-one term first, k vᵀ added after
+        # (the decay's exp taken here, where it is used: written at the load, the compiler gives the loads one more
+        # round; kernels/NOTES.md 71)
+        if DELTA:
+            b_s = _decay(b_g, SCALAR_DECAY or ROW_LOADS) * b_s + c_b * tl.sum(c_a * b_s, axis=0)[None, :]
+        else:
+            b_s = _decay(b_g, SCALAR_DECAY or ROW_LOADS) * b_s
+        b_s += c_k * r_v
+    else:
+        upd = c_k * r_v
+        if DELTA:
+            # u reads the *undecayed* state (RWKV-7); masked rows load a = 0 and contribute nothing
+            upd += c_b * tl.sum(c_a * b_s, axis=0)[None, :]
+        b_s = b_s * b_d + upd
     if not STORE_LAST:
         _store_state(p_s, s_out, i_bh, o_k, o_v, b_s, m, K, V, SYNC, OUT_OF_PLACE)
-    b_o = tl.sum(b_s * (b_q * scale)[:, None], axis=0)
+    b_o = tl.sum(b_s * (c_q * scale), axis=0)
     b_o = _read_out(b_o, b_q, b_k, b_v, rk, nw, gz, eps, i_bh, H, o_k, o_v, m_k, m_v, K, V, HAS_BONUS, HAS_NORM, HAS_GATE)
     tl.store(o + i_bh * V + o_v, b_o.to(o.dtype.element_ty), mask=m_v)
     if STORE_LAST:

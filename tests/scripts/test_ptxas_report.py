@@ -16,6 +16,7 @@ import triton
 
 ROOT = Path(__file__).resolve().parents[2]
 PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+STEP_VARIANT_NAMES = ("no-barrier", "store-last", "out-of-place", "masked", "row-loads", "rank-one-first")
 
 SNIPPET = """
 import importlib.util, sys
@@ -90,7 +91,7 @@ def test_dump_names_say_which_row_and_launch():
                                           ("gla_chunk_fwd", ["states", "output"]),
                                           ("gla_chunk_bwd", ["dqk_da", "dqk_da pairwise", "dqk"]),
                                           ("decode_step", [f"{op}{v}" for op in ("ssd", "gla", "delta")
-                                                           for v in ("", " no-barrier", " store-last", " out-of-place", " masked")]
+                                                           for v in ("", *(f" {name}" for name in STEP_VARIANT_NAMES))]
                                            + ["read-out"]),
                                           ("mamba2_step", ["step"])])
 def test_every_chunk_kernel_compiles_for_sm90(group, kernels):

@@ -85,7 +85,7 @@ def test_variants_are_checked_and_timed_beside_every_launch(tmp_path, monkeypatc
 
 
 def test_unknown_variants_are_refused_with_the_choices(tmp_path, monkeypatch):
-    with pytest.raises(SystemExit, match="unknown fast .choose from no-barrier, store-last, out-of-place, masked"):
+    with pytest.raises(SystemExit, match="unknown fast .choose from no-barrier, store-last, out-of-place, masked, row-loads, "):
         _sweep(tmp_path, monkeypatch, "--variants", "fast")
     with pytest.raises(SystemExit, match="unknown fast "):  # each part of a joined variant is checked
         _sweep(tmp_path, monkeypatch, "--variants", "masked+fast")
@@ -110,12 +110,13 @@ def test_fla_rwkv7_peer_maps_our_step_onto_fla_and_pins_each_config(monkeypatch)
     assert tuner.configs == configs  # the autotuner's own configs put back after each call
 
 
-def test_every_variant_of_every_step_matches_the_reference(monkeypatch):
+@pytest.mark.parametrize("D", [16, 12])  # 12: the tile is 16, so every variant runs with its bounds masks
+def test_every_variant_of_every_step_matches_the_reference(monkeypatch, D):
     mod = load("sweep_step_launch")
     monkeypatch.setattr(mod, "DEVICE", "cpu")
-    s0, ops = mod.cases(2, 3, 16)
+    s0, ops = mod.cases(2, 3, D)
     for name, step, o_ref, s_ref in ops:
-        for var in [*mod.VARIANTS, "masked+out-of-place", "store-last+no-barrier"]:
+        for var in [*mod.VARIANTS, "masked+out-of-place", "store-last+no-barrier", "row-loads+rank-one-first"]:
             with mod.launch(None, None, var) as launcher:
                 st = s0.clone()
                 o = step(st)
