@@ -155,21 +155,45 @@ def mamba_ssu_case(B: int, H: int, D: int):
 FLA_RWKV7_CONFIGS = [(bv, w) for bv in (16, 32, 64) for w in (2, 4, 8, 16)]
 
 
+def fla_rwkv7_tuner():
+    """The autotuner of fla's RWKV-7 step kernel (``fused_recurrent_rwkv7_fwd_kernel``, under its heuristics)."""
+    from fla.ops.rwkv7.fused_recurrent import fused_recurrent_rwkv7_fwd_kernel as tuner
+    from triton.runtime.autotuner import Autotuner
+
+    while not isinstance(tuner, Autotuner):  # heuristics wrap its autotuner
+        tuner = tuner.fn
+    return tuner
+
+
+def pinned(tuner, config: tuple[int, int] | None, fn):
+    """``fn`` run with the autotuner ``tuner`` held to one (BV, num_warps) config (stages 2: the step has no loop to
+    pipeline), its own configs put back after; None leaves it to tune. One config, the autotuner launches it
+    without timing any."""
+    import triton
+
+    def run():
+        saved = tuner.configs
+        if config is not None:
+            tuner.configs = [triton.Config({"BV": config[0]}, num_warps=config[1], num_stages=2)]
+        try:
+            return fn()
+        finally:
+            tuner.configs = saved
+    return run
+
+
 def fla_rwkv7_cases(B: int, H: int, D: int) -> dict:
     """{name: (call, rel. err)} of fla's ``fused_mul_recurrent_rwkv7`` on one RWKV-7 step (its inputs: w the
     log-decay, kk and its a, which are our a = −kk and b = kk ⊙ its a; its state ``[B, H, K, V]`` read from one
     tensor and written to another), autotuned and pinned to each of FLA_RWKV7_CONFIGS, each checked against the fp32 reference; {}
     when fla is not importable."""
     try:
-        import triton
         from fla.ops.rwkv7 import fused_mul_recurrent_rwkv7 as fm
-        from fla.ops.rwkv7.fused_recurrent import fused_recurrent_rwkv7_fwd_kernel as tuner
-        from triton.runtime.autotuner import Autotuner
+
+        tuner = fla_rwkv7_tuner()
     except Exception as e:  # noqa: BLE001
         print(f"fla unavailable: {e!r}")
         return {}
-    while not isinstance(tuner, Autotuner):  # heuristics wrap its autotuner
-        tuner = tuner.fn
     dev = DEVICE
     q, k, v = (torch.randn(B, 1, H, D, device=dev, dtype=torch.bfloat16) for _ in range(3))
     k = (k.float() / D**0.5).to(torch.bfloat16)
@@ -181,21 +205,13 @@ def fla_rwkv7_cases(B: int, H: int, D: int) -> dict:
     o_ref = naive_delta_rule_step(q[:, 0].float(), k[:, 0].float(), v[:, 0].float(), w[:, 0], -kk[:, 0].float(),
                                   kk[:, 0].float() * alpha[:, 0].float(), s_ref)
 
-    def call(config=None):
-        def run():
-            saved = tuner.configs
-            if config is not None:  # one config: the autotuner launches it without timing any
-                tuner.configs = [triton.Config({"BV": config[0]}, num_warps=config[1], num_stages=2)]
-            try:
-                return fm(q, w, k, v, kk, alpha, scale=1.0, initial_state=s0, output_final_state=True)
-            finally:
-                tuner.configs = saved
-        return run
+    def step():
+        return fm(q, w, k, v, kk, alpha, scale=1.0, initial_state=s0, output_final_state=True)
 
     out = {}
     for name, config in [("fla fused_mul_recurrent_rwkv7", None)] + [
             (f"fla fused_mul_recurrent_rwkv7 BV={bv} warps={nw}", (bv, nw)) for bv, nw in FLA_RWKV7_CONFIGS if bv <= D]:
-        run = call(config)
+        run = pinned(tuner, config, step)
         try:
             o, st = run()
         except Exception as e:  # noqa: BLE001 (a config past the GPU's resources is reported, not timed)

@@ -448,3 +448,33 @@ def test_a_run_of_several_calls_is_timed_per_call():
                                   ("peer (chained)", chained, lambda: 1e-3, 1e-2, False)])
     row = bench.rows[0]
     assert row["impls"]["peer (chained)"]["us"] == 2.0 and row["ratio_vs_best_peer"] == 2.0 / 3.0
+
+
+def test_fla_step_at_its_fastest_launch_is_checked_timed_and_pinned():
+    """The RWKV-7 step row's best peer: fla's step held to each of its own launches, a launch whose check fails
+    skipped, the fastest kept, and the autotuner's configs put back after every call."""
+    import pytest
+
+    pytest.importorskip("fla")
+    bk = _bench_module()
+    tuner = load("sweep_step_launch").fla_rwkv7_tuner()
+    configs, active = list(tuner.configs), []
+
+    def fla_step():  # what fla would launch: the one config the autotuner holds
+        (config,) = tuner.configs
+        active.append((config.kwargs["BV"], config.num_warps))
+        return active[-1]
+
+    def check(run):  # BV 16 on 2 warps gives a wrong answer; the rest are right
+        return 1.0 if run() == (16, 2) else 1e-3
+
+    def timer(run):  # BV 32 on 4 warps the fastest
+        bv, warps = run()
+        return abs(bv - 32) + abs(warps - 4) + 1.0
+
+    (best, run) = bk.fastest_pinned_launch(fla_step, check, K=32, timer=timer)
+    assert best == (32, 4) and run() == (32, 4)
+    # every launch with BV ≤ K checked; the failed one never timed; BV 64 > K not tried
+    assert {c for c in active if c[0] == 64} == set() and active.count((16, 2)) == 1
+    assert tuner.configs == configs
+    assert bk.fastest_pinned_launch(fla_step, lambda run: 1.0, K=32, timer=timer) is None
