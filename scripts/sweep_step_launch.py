@@ -54,12 +54,15 @@ def variant_constexprs(variant: str) -> dict:
 
 class _Variant:
     """A launcher of :func:`gated_step_kernel` with some of its constexprs set (one of VARIANTS). Out of place, the
-    new state goes to a tensor of the state's shape made at the launch (``last_out``); the state is left as it was."""
+    new state goes to a tensor of the state's shape made at the launch (``last_out``); the state is left as it was.
+    With a flat grid, the launch's two axes become one."""
 
     def __init__(self, kernel, constexprs: dict):
         self.kernel, self.constexprs, self.last_out = kernel, constexprs, None
 
     def __getitem__(self, grid):
+        if self.constexprs.get("FLAT_GRID"):  # one axis: V blocks × batch·heads
+            grid = (grid[0] * grid[1],)
         run = self.kernel[grid]
 
         def launch(*args, **kw):

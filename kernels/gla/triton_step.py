@@ -25,9 +25,11 @@ __all__ = ["triton_gla_step", "gated_step_kernel", "check_read_out", "read_out_a
 # with the bounds masks kept where the tile fits the state exactly (the shipped launches drop them there: EVEN), with
 # the vectors loaded as [BK, 1] columns (all their loads in one round, converted to the state's layout after), and
 # with fla's order of the update's sums (the decay and rank-one term first), which the compiler schedules in one
-# round of vector loads fewer (kernels/NOTES.md 71).
+# round of vector loads fewer, and with fla's indexing (a 1-D grid, 64-bit; its launcher flattens the grid;
+# kernels/NOTES.md 71).
 STEP_VARIANTS = {"no-barrier": {"SYNC": False}, "store-last": {"STORE_LAST": True}, "out-of-place": {"OUT_OF_PLACE": True},
-                 "masked": {"EVEN": False}, "row-loads": {"ROW_LOADS": True}, "rank-one-first": {"RANK_ONE_FIRST": True}}
+                 "masked": {"EVEN": False}, "row-loads": {"ROW_LOADS": True}, "rank-one-first": {"RANK_ONE_FIRST": True},
+                 "flat-grid": {"FLAT_GRID": True}}
 
 
 @triton.jit
@@ -82,16 +84,21 @@ def gated_step_kernel(
     HAS_BONUS: tl.constexpr = False, HAS_NORM: tl.constexpr = False, HAS_GATE: tl.constexpr = False,
     SYNC: tl.constexpr = True, STORE_LAST: tl.constexpr = False, OUT_OF_PLACE: tl.constexpr = False, s_out=None,
     EVEN: tl.constexpr = False, ROW_LOADS: tl.constexpr = False, RANK_ONE_FIRST: tl.constexpr = False,
+    FLAT_GRID: tl.constexpr = False,
 ):
     """One decode step of the gated family, one program per (V block, batch·head), state ``[K, BV]`` in registers:
     ``S ← D S + k vᵀ (+ b (aᵀ S)ᵀ if DELTA)``, ``o = scale · Sᵀ q``; D = exp(g), one scalar per head
     (SCALAR_DECAY: SSD) or one per key channel (GLA, delta rule). The SSD, GLA and delta-rule steps launch it.
     HAS_BONUS / HAS_NORM / HAS_GATE fuse a mixer's read-out: RWKV-7's current-token bonus (q · (k ⊙ ``rk``)) v,
     per-head RMSNorm over V × ``nw``, then × sigmoid(``gz``); the norm needs the whole of V in one program.
-    SYNC, STORE_LAST, OUT_OF_PLACE (with ``s_out``), ROW_LOADS and RANK_ONE_FIRST make the launch variants of
+    SYNC, STORE_LAST, OUT_OF_PLACE (with ``s_out``), ROW_LOADS, RANK_ONE_FIRST and FLAT_GRID make the launch variants of
     STEP_VARIANTS; the shipped steps launch the defaults: a barrier, then the state stored in place before o's
     reduction. EVEN (K == BK and BV divides V, :func:`even_tile`) drops the bounds masks."""
-    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    if FLAT_GRID:  # fla's indexing: a 1-D grid of V blocks × batch·heads, in 64 bits (launch it on cdiv(V, BV)·B·H)
+        pid = tl.program_id(0).to(tl.int64)
+        i_v, i_bh = pid % tl.cdiv(V, BV), pid // tl.cdiv(V, BV)
+    else:
+        i_v, i_bh = tl.program_id(0), tl.program_id(1)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     if EVEN:  # K == BK and BV divides V: masks the compiler sees are all true (no predicated loads, no zero fill)

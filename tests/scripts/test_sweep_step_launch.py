@@ -116,7 +116,8 @@ def test_every_variant_of_every_step_matches_the_reference(monkeypatch, D):
     monkeypatch.setattr(mod, "DEVICE", "cpu")
     s0, ops = mod.cases(2, 3, D)
     for name, step, o_ref, s_ref in ops:
-        for var in [*mod.VARIANTS, "masked+out-of-place", "store-last+no-barrier", "row-loads+rank-one-first"]:
+        for var in [*mod.VARIANTS, "masked+out-of-place", "store-last+no-barrier", "row-loads+rank-one-first",
+                    "flat-grid+rank-one-first+store-last+out-of-place"]:
             with mod.launch(None, None, var) as launcher:
                 st = s0.clone()
                 o = step(st)
