@@ -19,5 +19,7 @@ export TRITON_PRINT_AUTOTUNING=1 TRITON_CACHE_AUTOTUNING=1
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$HOME/.triton/cache}
 if [ -d .autotune-cache ]; then
   mkdir -p "$TRITON_CACHE_DIR" && cp -r .autotune-cache/. "$TRITON_CACHE_DIR"/
+elif [ -f scripts/results/autotune-cache.tgz ]; then  # a fresh checkout: the committed copy (gpu_autotune_cache.sh load)
+  mkdir -p "$TRITON_CACHE_DIR" && tar xzf scripts/results/autotune-cache.tgz -C "$TRITON_CACHE_DIR"
 fi
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
