@@ -64,7 +64,7 @@ def triton_delta_rule_step(
         split = split_by_default(K)
     if split and (bonus is not None or norm_weight is not None or gate is not None):
         return split_read_out(lambda o32: triton_delta_rule_step(q, k, v, g, a, b, state, scale, out=o32), q, k, v,
-                              bonus, norm_weight, gate, eps)
+                              bonus, norm_weight, gate, eps, step_out("delta_rule_step", v, out))
     o = step_out("delta_rule_step", v, out)
     BK, BV, warps = read_out_launch(B * H, K, V, norm_weight is not None, rank_one=True)
     gated_step_kernel[(cdiv(V, BV), B * H)](

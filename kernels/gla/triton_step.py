@@ -179,9 +179,9 @@ def read_out_kernel(o, q, k, v, rk, nw, gz, y, eps, H, K: tl.constexpr, V: tl.co
 
 
 def split_read_out(step, q: Tensor, k: Tensor, v: Tensor, bonus: Tensor | None, norm_weight: Tensor | None,
-                   gate: Tensor | None, eps: float) -> Tensor:
+                   gate: Tensor | None, eps: float, y: Tensor) -> Tensor:
     """A step with its read-out in a second launch: ``step(o32)`` runs the step kernel at its own launch, writing
-    o in fp32 to ``o32``; :func:`read_out_kernel` then adds the bonus, norms and gates it into v's dtype. The fused
+    o in fp32 to ``o32``; :func:`read_out_kernel` then adds the bonus, norms and gates it into ``y`` (returned). The fused
     read-out holds all of V in one program, which at K = V = 128 takes the delta rule's step to 254 registers per
     thread (one 8-warp program per SM); split, the step keeps its V blocks, for one more launch and an fp32 round
     trip of o (B·H·V values, exact)."""
@@ -189,7 +189,6 @@ def split_read_out(step, q: Tensor, k: Tensor, v: Tensor, bonus: Tensor | None, 
     V = v.shape[-1]
     o32 = torch.empty(B, H, V, device=v.device, dtype=torch.float32)
     step(o32)
-    y = torch.empty(B, H, V, device=v.device, dtype=v.dtype)
     BK, BV = max(16, next_power_of_2(K)), max(16, next_power_of_2(V))
     nw, gz, eps = read_out_args(norm_weight, gate, eps)
     read_out_kernel[(B * H,)](
@@ -275,7 +274,7 @@ def triton_gla_step(
         split = split_by_default(K)
     if split and (norm_weight is not None or gate is not None):
         return split_read_out(lambda o32: triton_gla_step(q, k, v, g, state, scale, out=o32), q, k, v, None,
-                              norm_weight, gate, eps)
+                              norm_weight, gate, eps, step_out("gla_step", v, out))
     o = step_out("gla_step", v, out)
     BK, BV, warps = read_out_launch(B * H, K, V, norm_weight is not None)
     gated_step_kernel[(cdiv(V, BV), B * H)](

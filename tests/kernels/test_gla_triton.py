@@ -231,6 +231,10 @@ def test_step_read_out_split_by_default_at_k128(K, split, device, monkeypatch):
                  mixer_read_out(naive_delta_rule_step(q, k, v, g, -kk, kk / 2, s_ref, 0.7), nw, gz), FP32_TOL)
     assert_close("delta state", s, s_ref, FP32_TOL)
     assert len(calls) == (2 if split else 0)
+    # out= holds o whichever way the read-out is launched
+    y = torch.empty(B, H, V, device=device)
+    got = gla_mod.triton_gla_step(q, k, v, g, s0.clone(), 0.7, nw, gz, out=y)
+    assert got is y and torch.equal(y, gla_mod.triton_gla_step(q, k, v, g, s0.clone(), 0.7, nw, gz))
 
 
 def test_step_read_out_shapes_are_checked(device):
