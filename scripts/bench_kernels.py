@@ -164,6 +164,10 @@ class Bench:
         # rows of an earlier process of the same run (--resume): their entries are kept, not run again
         self.resumed = {(r["op"], r["shape"]): r for r in resume or []}
 
+    def runs(self, name: str) -> bool:
+        """Whether an implementation of this name is timed (``--impl`` / ``--headline`` choose)."""
+        return not self.impls or any(impl_matches(x, name) for x in self.impls)
+
     def save(self):
         """Write bench_kernels.json / .md now (after every row: a run stopped by its time limit keeps its rows)."""
         if self.out is not None:
@@ -192,7 +196,7 @@ class Bench:
         done = self.resumed.pop((op, shape), {"impls": {}})["impls"]
         timed = {}  # name → (run, [seconds per round])
         for name, run, check, tol, ours in entries:
-            if self.impls and not any(impl_matches(x, name) for x in self.impls):
+            if not self.runs(name):
                 continue
             if name in done:  # measured (or failed) in an earlier process of this run
                 row["impls"][name] = done[name]
@@ -840,6 +844,9 @@ def rwkv_inputs(B, T, H, D):
 STEP_CHAIN = 4
 
 
+FLA_FASTEST = "fla fused_mul_recurrent_rwkv7 at its fastest launch here"
+
+
 def fastest_pinned_launch(fla_step, check, K: int, timer=None):
     """((BV, warps), run) of fla's RWKV-7 step held to the fastest of its own launches at this shape, or None.
 
@@ -900,9 +907,10 @@ def bench_rwkv_step(bench: Bench, P: dict, shape: tuple[int, ...]):
 
         entries.append(("fla fused_recurrent_rwkv7", fla_dplr, lambda: chk(fla_dplr), BF16_TOL, False))
         entries.append(("fla fused_mul_recurrent_rwkv7", fla_mul, lambda: chk(fla_mul), BF16_TOL, False))
-        if fastest := fastest_pinned_launch(fla_mul, chk, D):
+        fastest = fastest_pinned_launch(fla_mul, chk, D) if bench.runs(FLA_FASTEST) else None
+        if fastest:
             (bv, warps), run = fastest
-            entries.append((f"fla fused_mul_recurrent_rwkv7 at its fastest launch here (BV {bv}, {warps} warps)", run,
+            entries.append((f"{FLA_FASTEST} (BV {bv}, {warps} warps)", run,
                             lambda: chk(run), BF16_TOL, False))
 
         # fla's step reads its state from one tensor and writes another: above, every call reads the same s0, which
