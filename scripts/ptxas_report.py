@@ -141,18 +141,38 @@ def sass_loops(sass: str) -> tuple[collections.Counter, list[tuple[int, int, col
 
 
 # whole-kernel counts printed beside the total: CTA barriers and warp shuffles (the latency of reductions and layout
-# trips across warps), tensor-core products (HGMMA: Hopper's wgmma, HMMA: mma.sync), shared-memory stores, selects
-LATENCY_OPS = ("BAR", "SHFL", "HGMMA", "HMMA", "STS", "FSEL")
+# trips across warps), tensor-core products (HGMMA: Hopper's wgmma, HMMA: mma.sync), shared-memory stores, selects,
+# and the special-function unit's exps and reciprocals (MUFU)
+LATENCY_OPS = ("BAR", "SHFL", "HGMMA", "HMMA", "STS", "FSEL", "MUFU")
+
+
+def load_rounds(sass: str) -> list[int]:
+    """Global loads (LDG) between consecutive CTA barriers, for each stretch that has any, in program order. In a
+    kernel without loops each stretch is one round trip to memory that the next cannot start before (a barrier
+    waits for the shared-memory conversion of what the stretch loaded): kernels/NOTES.md 71 counts the decode step's
+    vector loads so."""
+    rounds, n = [], 0
+    for line in sass.splitlines():
+        m = _INSTR.search(line)
+        if not m:
+            continue
+        if m.group(2) == "BAR":
+            rounds, n = rounds + [n] if n else rounds, 0
+        elif m.group(2) == "LDG":
+            n += 1
+    return rounds + [n] if n else rounds
 
 
 def fmt_sass(sass: str, top: int = 6) -> str:
     """The whole kernel's instruction count with its :data:`LATENCY_OPS`, then one entry per loop: offsets,
-    instruction count and the most frequent opcodes."""
+    instruction count and the most frequent opcodes; a kernel without loops, its :func:`load_rounds`."""
     total, loops = sass_loops(sass)
     parts = [f"{sum(total.values())} instructions (" + ", ".join(f"{op} {total[op]}" for op in LATENCY_OPS) + ")"]
     for start, end, ops in loops:
         common = ", ".join(f"{op} {n}" for op, n in ops.most_common(top))
         parts.append(f"loop {start:#x}-{end:#x}: {sum(ops.values())} ({common})")
+    if not loops and (rounds := load_rounds(sass)):
+        parts.append("loads between barriers " + "·".join(map(str, rounds)))
     return "; ".join(parts)
 
 
@@ -290,6 +310,10 @@ def gla_chunk_bwd(stages: int, sass: bool = False, only: str = "", quick: bool =
     yield from _autotuned_rows(cases, (64, 128), stages, sass, only, quick)
 
 
+# the launch variants joined into fla's structure (kernels/NOTES.md 71), compiled beside the delta rule's others
+FLA_LIKE = "flat-grid+rank-one-first+store-last+out-of-place+no-barrier"
+
+
 def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = False):
     """The decode step's one kernel (``gated_step_kernel``) as the SSD, GLA and delta-rule steps launch it: each
     launch ``step_launch`` picks on a GPU for H = 16 at batch 1 and batch 64, and at K ≤ 64 the [K, 16] tile on 4
@@ -314,7 +338,9 @@ def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = F
                 tiles = {dispatch.step_launch(BH, K, K, name == "delta") for BH in (16, 16 * 64)}
                 tiles |= {(max(16, triton.next_power_of_2(K)), 16, 4)} if K <= 64 else set()
                 for BK, BV, warps in sorted(tiles)[:1] if quick else sorted(tiles):
-                    for variant, vconsts in [("", {})] + list(STEP_VARIANTS.items()):
+                    joined = [] if quick or name != "delta" else [(FLA_LIKE, {
+                        k: v for part in FLA_LIKE.split("+") for k, v in STEP_VARIANTS[part].items()})]
+                    for variant, vconsts in [("", {})] + list(STEP_VARIANTS.items()) + joined:
                         # s_out None but out of place, as a launch passes it (None compiles as a constant)
                         c = dict(consts, rk=None, nw=None, gz=None, K=K, V=K, BK=BK, BV=BV,
                                  EVEN=even_tile(K, K, BK, BV) and not (name == "ssd" and BV <= 8)) | (

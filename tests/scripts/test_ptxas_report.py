@@ -76,6 +76,28 @@ def test_sass_loops_are_the_backward_branches():
     assert rep.fmt_sass(SASS).startswith("10 instructions (BAR 0, SHFL 1, HGMMA 0, ")
 
 
+STRAIGHT = """
+        /*0000*/                   LDG.E R0, desc[UR4][R2.64] ;
+        /*0010*/                   LDG.E.128 R4, desc[UR4][R2.64+0x10] ;
+        /*0020*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
+        /*0030*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
+        /*0040*/              @!P1 LDG.E.64 R8, desc[UR4][R2.64] ;
+        /*0050*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
+        /*0060*/                   MUFU.EX2 R5, R4 ;
+        /*0070*/                   LDG.E R9, desc[UR4][R2.64] ;
+        /*0080*/                   STG.E [R2.64], R9 ;
+        /*0090*/                   EXIT ;
+"""
+
+
+def test_load_rounds_count_the_loads_between_barriers_of_a_loop_free_kernel():
+    rep = _report_module()
+    assert rep.load_rounds(STRAIGHT) == [2, 1, 1]  # an empty stretch between two barriers is no round
+    text = rep.fmt_sass(STRAIGHT)
+    assert text.endswith("MUFU 1); loads between barriers 2·1·1")
+    assert "loads between" not in rep.fmt_sass(SASS)  # a kernel with loops: its loops, not rounds
+
+
 def test_dump_names_say_which_row_and_launch():
     rep = _report_module()
     row = "| delta masked | 128 | - | {'BK': 128, 'BV': 32} | 2 | 127 | 0 | 744 instructions |"
