@@ -43,3 +43,44 @@ def test_bad_arguments_and_a_missing_ncu_are_refused(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["ncu_step.py"])
     with pytest.raises(SystemExit, match="ncu .Nsight Compute. is not on PATH"):
         mod.main()
+
+
+def _source_page(kernels: list[tuple[str, list[tuple[str, int, int, int]]]]) -> str:
+    """An ncu source page in CSV as ``--page source --csv --print-source sass`` writes it: per kernel its name line,
+    the header, then (SASS, all samples, long_sb samples, barrier samples) rows."""
+    head = ['"Address"', '"Source"', '"Warp Stall Sampling (All Samples)"', '"stall_barrier"', '"stall_long_sb"',
+            '"stall_long_sb (Not Issued)"']
+    lines = []
+    for name, rows in kernels:
+        lines += [f'"Kernel Name","{name}",', ",".join(head)]
+        lines += [f'"0x7f00{i:04x}","      {sass}","{n}","{bar}","{lsb}","{lsb}"' for i, (sass, n, lsb, bar) in enumerate(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def test_stall_summary_shares_reasons_per_launch_and_ranks_instructions(tmp_path, monkeypatch, capsys):
+    mod = load("ncu_step")
+    page = _source_page([("gated_step_kernel", [("LDG.E.128 R4, [R2]", 10, 0, 10), ("STSM.16.MT88 [R9], R7", 30, 30, 0)]),
+                         ("fused_recurrent_rwkv7_fwd_kernel", [("BAR.SYNC 0x0", 5, 0, 5), ("FFMA R1, R2, R3, R1", 15, 15, 0)])])
+    text = mod.stall_summary(page, ["ours shipped", "fla"])
+    assert "| ours shipped | 40 | 25.0 | 75.0 |" in text and "| fla | 20 | 25.0 | 75.0 |" in text
+    ours = text.split("### ours shipped")[1].split("###")[0]
+    # ranked by samples, each with its share of the launch and its leading reason
+    assert ours.index("STSM.16.MT88") < ours.index("LDG.E.128")
+    assert "| `STSM.16.MT88 [R9], R7` | 30 | 75.0 | long_sb |" in ours and "| 10 | 25.0 | barrier |" in ours
+    # the command-line form labels the launches from ncu_step_launches.txt beside the page
+    (tmp_path / "ncu_step_source.csv").write_text(page)
+    (tmp_path / "ncu_step_launches.txt").write_text("launch 1: ours shipped\nlaunch 2: fla at its fastest launch\n")
+    monkeypatch.setattr(sys, "argv", ["ncu_step.py", "--summarize", str(tmp_path / "ncu_step_source.csv")])
+    mod.main()
+    assert "| fla at its fastest launch | 20 |" in (tmp_path / "ncu_step_stalls.md").read_text()
+
+
+def test_summarize_refuses_a_missing_or_foreign_file(tmp_path, monkeypatch):
+    mod = load("ncu_step")
+    monkeypatch.setattr(sys, "argv", ["ncu_step.py", "--summarize", str(tmp_path / "none.csv")])
+    with pytest.raises(SystemExit, match="no such file"):
+        mod.main()
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    monkeypatch.setattr(sys, "argv", ["ncu_step.py", "--summarize", str(tmp_path / "x.csv")])
+    with pytest.raises(SystemExit, match="not an ncu source page"):
+        mod.main()
