@@ -321,7 +321,7 @@ def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = F
     (``STEP_VARIANTS``: no barrier, state stored last, out of place, bounds masks kept). ``--sass`` shows each one's barriers and
     shuffles: the reductions over K that cross warps."""
     import kernels._dispatch as dispatch
-    from kernels.gla.triton_step import STEP_VARIANTS, even_tile, gated_step_kernel, read_out_kernel, read_out_launch
+    from kernels.gla.triton_step import STEP_VARIANTS, even_tile, gated_step_kernel, read_out_kernel, read_out_launch, step_order
 
     bf = "*bf16"
     types = {n: bf for n in ("q", "k", "v", "a", "b", "o")} | {"g": "*fp32", "s": "*fp32", "scale": "fp32",
@@ -342,8 +342,12 @@ def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = F
                         k: v for part in FLA_LIKE.split("+") for k, v in STEP_VARIANTS[part].items()})]
                     for variant, vconsts in [("", {})] + list(STEP_VARIANTS.items()) + joined:
                         # s_out None but out of place, as a launch passes it (None compiles as a constant)
+                        # the order of the launch it stands for: batch 64's (grid of 16·64 heads) where the tile is its
                         c = dict(consts, rk=None, nw=None, gz=None, K=K, V=K, BK=BK, BV=BV,
-                                 EVEN=even_tile(K, K, BK, BV) and not (name == "ssd" and BV <= 8)) | (
+                                 EVEN=even_tile(K, K, BK, BV) and not (name == "ssd" and BV <= 8),
+                                 **step_order(name == "delta", 16 * 64 * K // BV
+                                              if (BK, BV, warps) == dispatch.step_launch(16 * 64, K, K, name == "delta")
+                                              else 16 * K // BV)) | (
                             vconsts if "OUT_OF_PLACE" in vconsts else dict(vconsts, s_out=None))
                         regs, spills, cubin = compile_sm90(gated_step_kernel, types, c, warps, stages)
                         label = f"{name} {variant}".strip()
@@ -355,7 +359,7 @@ def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = F
                 for K in (64, 128):
                     BK, BV, warps = read_out_launch(16 * 64, K, K, True, rank_one=delta)
                     c = dict(consts, K=K, V=K, BK=BK, BV=BV, HAS_BONUS=delta, HAS_NORM=True, HAS_GATE=True, s_out=None,
-                             EVEN=even_tile(K, K, BK, BV))
+                             EVEN=even_tile(K, K, BK, BV), **step_order(delta, 16 * 64 * K // BV))
                     c = c if delta else dict(c, rk=None)
                     regs, spills, cubin = compile_sm90(gated_step_kernel, types | {"rk": "*fp32", "nw": "*fp32", "gz": bf},
                                                        c, warps, stages)

@@ -42,7 +42,10 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
-VARIANTS = gla_step.STEP_VARIANTS  # the kernel's launch variants that --variants times
+# the kernel's launch variants that --variants times, and launch options: a cap on registers per thread, for more
+# programs per SM (at [128, 32] on 2 warps the step takes 128 registers: 8 programs, 16 warps per SM; 112 would
+# make room for 9, 96 for 10; ptxas spills what does not fit)
+VARIANTS = gla_step.STEP_VARIANTS | {"maxnreg-112": {"maxnreg": 112}, "maxnreg-96": {"maxnreg": 96}}
 
 
 def variant_constexprs(variant: str) -> dict:

@@ -22,6 +22,7 @@ from kernels.gla.triton_step import (
     read_out_launch,
     split_by_default,
     split_read_out,
+    step_order,
     step_out,
 )
 
@@ -71,6 +72,6 @@ def triton_delta_rule_step(
         q, k, v, g, a, b, state, o, float(scale), None if bonus is None else bonus.contiguous(),
         *read_out_args(norm_weight, gate, eps), H, K=K, V=V, BK=BK, BV=BV, SCALAR_DECAY=False, DELTA=True,
         HAS_BONUS=bonus is not None, HAS_NORM=norm_weight is not None, HAS_GATE=gate is not None,
-        EVEN=even_tile(K, V, BK, BV), num_warps=warps,
+        EVEN=even_tile(K, V, BK, BV), **step_order(True, cdiv(V, BV) * B * H), num_warps=warps,
     )
     return o

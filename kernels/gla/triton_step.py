@@ -15,21 +15,36 @@ from torch import Tensor
 from kernels._dispatch import cdiv, next_power_of_2, step_launch
 
 __all__ = ["triton_gla_step", "gated_step_kernel", "check_read_out", "read_out_args", "read_out_launch", "split_read_out",
-           "even_tile", "split_by_default", "STEP_VARIANTS"]
+           "even_tile", "split_by_default", "step_order", "STEP_VARIANTS"]
 
 # Launch variants of gated_step_kernel (its constexprs), compiled by ``scripts/ptxas_report.py decode_step`` and timed
-# beside the shipped launch by ``scripts/sweep_step_launch.py --variants``; the shipped steps launch none of them:
-# without the CTA barrier between the state's load and its in-place store (safe only where no two threads hold the
-# same state element), with the state stored last (after o's reduction and store), and with the new state written
-# to a second tensor ``s_out`` (fla's step reads its state from one tensor and writes another; ours updates in place),
-# with the bounds masks kept where the tile fits the state exactly (the shipped launches drop them there: EVEN), with
-# the vectors loaded as [BK, 1] columns (all their loads in one round, converted to the state's layout after), and
-# with fla's order of the update's sums (the decay and rank-one term first), which the compiler schedules in one
-# round of vector loads fewer, and with fla's indexing (a 1-D grid, 64-bit; its launcher flattens the grid;
-# kernels/NOTES.md 71).
+# beside the shipped launch by ``scripts/sweep_step_launch.py --variants`` (a variant's constexprs override the
+# launch's): without the CTA barrier between the state's load and its in-place store (safe only where no two threads
+# hold the same state element), with the state stored last (after o's reduction and store), and with the new state
+# written to a second tensor ``s_out`` (fla's step reads its state from one tensor and writes another; ours updates
+# in place), with the bounds masks kept where the tile fits the state exactly (the shipped launches drop them there:
+# EVEN), with the vectors loaded as [BK, 1] columns (all their loads in one round, converted to the state's layout
+# after), with fla's order of the update's sums (the decay and rank-one term first), which the compiler schedules in
+# one round of vector loads fewer, with fla's indexing (a 1-D grid, 64-bit; its launcher flattens the grid;
+# kernels/NOTES.md 71), and with the state's load marked evict-first in L2 (read once, so the vectors keep their
+# lines). ``store-first`` and ``sums-first`` undo the orders that :func:`step_order` ships for the delta rule.
 STEP_VARIANTS = {"no-barrier": {"SYNC": False}, "store-last": {"STORE_LAST": True}, "out-of-place": {"OUT_OF_PLACE": True},
                  "masked": {"EVEN": False}, "row-loads": {"ROW_LOADS": True}, "rank-one-first": {"RANK_ONE_FIRST": True},
-                 "flat-grid": {"FLAT_GRID": True}}
+                 "flat-grid": {"FLAT_GRID": True}, "evict-first": {"EVICT_FIRST": True},
+                 "store-first": {"STORE_LAST": False}, "sums-first": {"RANK_ONE_FIRST": False}}
+
+# A delta-rule step whose grid has at least this many programs stores its state last (:func:`step_order`).
+_STORE_LAST_PROGRAMS = 2048
+
+
+def step_order(rank_one: bool, programs: int) -> dict:
+    """The order constexprs of a step's launch (gated_step_kernel's RANK_ONE_FIRST and STORE_LAST) for a grid of
+    ``programs``. The delta rule (``rank_one``) sums its update in fla's order, decay and rank-one term first, k vᵀ
+    after: one round of vector loads fewer (H200, B=64 H=16 K=V=128, [128, 32] on 2 warps: 39.7 against 41.0 µs;
+    B=8 4.96 against 5.03). Once its grid is several waves deep (bandwidth-bound) it also stores the state after o:
+    38.2 against 39.7 µs at B=64 (fla's step 37.65), where at B=8 (512 programs, a latency chain) storing last was
+    5.50 against 4.96 (kernels/NOTES.md 72). SSD and GLA keep the order they were tuned in."""
+    return {"RANK_ONE_FIRST": rank_one, "STORE_LAST": rank_one and programs >= _STORE_LAST_PROGRAMS}
 
 
 @triton.jit
@@ -84,16 +99,17 @@ def gated_step_kernel(
     HAS_BONUS: tl.constexpr = False, HAS_NORM: tl.constexpr = False, HAS_GATE: tl.constexpr = False,
     SYNC: tl.constexpr = True, STORE_LAST: tl.constexpr = False, OUT_OF_PLACE: tl.constexpr = False, s_out=None,
     EVEN: tl.constexpr = False, ROW_LOADS: tl.constexpr = False, RANK_ONE_FIRST: tl.constexpr = False,
-    FLAT_GRID: tl.constexpr = False,
+    FLAT_GRID: tl.constexpr = False, EVICT_FIRST: tl.constexpr = False,
 ):
     """One decode step of the gated family, one program per (V block, batch·head), state ``[K, BV]`` in registers:
     ``S ← D S + k vᵀ (+ b (aᵀ S)ᵀ if DELTA)``, ``o = scale · Sᵀ q``; D = exp(g), one scalar per head
     (SCALAR_DECAY: SSD) or one per key channel (GLA, delta rule). The SSD, GLA and delta-rule steps launch it.
     HAS_BONUS / HAS_NORM / HAS_GATE fuse a mixer's read-out: RWKV-7's current-token bonus (q · (k ⊙ ``rk``)) v,
     per-head RMSNorm over V × ``nw``, then × sigmoid(``gz``); the norm needs the whole of V in one program.
-    SYNC, STORE_LAST, OUT_OF_PLACE (with ``s_out``), ROW_LOADS, RANK_ONE_FIRST and FLAT_GRID make the launch variants of
-    STEP_VARIANTS; the shipped steps launch the defaults: a barrier, then the state stored in place before o's
-    reduction. EVEN (K == BK and BV divides V, :func:`even_tile`) drops the bounds masks."""
+    SYNC, STORE_LAST, OUT_OF_PLACE (with ``s_out``), ROW_LOADS, RANK_ONE_FIRST, FLAT_GRID and EVICT_FIRST make the launch
+    variants of STEP_VARIANTS; the shipped steps launch a barrier, then the state stored in place, before o's reduction
+    except where :func:`step_order` stores it last, and sum in the order step_order gives. EVEN (K == BK and BV
+    divides V, :func:`even_tile`) drops the bounds masks."""
     if FLAT_GRID:  # fla's indexing: a 1-D grid of V blocks × batch·heads, in 64 bits (launch it on cdiv(V, BV)·B·H)
         pid = tl.program_id(0).to(tl.int64)
         i_v, i_bh = pid % tl.cdiv(V, BV), pid // tl.cdiv(V, BV)
@@ -110,7 +126,10 @@ def gated_step_kernel(
     # Every load first: Triton emits a load where the source has it, and ptxas does not move one past the barriers
     # of the layout conversions and the reduction over K, so a load written after them is one more memory round
     # trip in the program's critical path (the decay's, in the delta rule's step: kernels/NOTES.md 70).
-    b_s = tl.load(p_s, mask=m, other=0.0)
+    if EVICT_FIRST:
+        b_s = tl.load(p_s, mask=m, other=0.0, eviction_policy="evict_first")
+    else:
+        b_s = tl.load(p_s, mask=m, other=0.0)
     if ROW_LOADS:
         # each vector loaded as a [BK, 1] or [1, BV] tile: all the loads issue in one round, where a [BK] vector's
         # conversion (shared memory and a barrier) comes between one load and the next; the columns are converted

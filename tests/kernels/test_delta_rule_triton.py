@@ -102,6 +102,25 @@ def test_step_matches_reference_and_recurrent(s0, device):
     assert_close("step state vs recurrent", s_tri, h_rec, FP32_TOL)
 
 
+def test_step_order_stores_last_only_on_deep_grids_and_still_matches(monkeypatch, device):
+    """The delta rule's step sums in fla's order always and stores its state last once its grid is deep
+    (``step_order``); SSD and GLA keep theirs. Forced on this small grid, the store-last step still matches."""
+    import kernels.gla.triton_step as ts
+
+    deep = ts._STORE_LAST_PROGRAMS
+    assert ts.step_order(True, deep) == {"RANK_ONE_FIRST": True, "STORE_LAST": True}
+    assert ts.step_order(True, deep - 1) == {"RANK_ONE_FIRST": True, "STORE_LAST": False}
+    assert ts.step_order(False, 10 * deep) == {"RANK_ONE_FIRST": False, "STORE_LAST": False}
+    monkeypatch.setattr(ts, "_STORE_LAST_PROGRAMS", 1)
+    B, H, K, V = 2, 3, 12, 20
+    q, k, v, g, a, b, _ = (t.detach()[:, 0] if t is not None else None for t in _inputs(B, 1, H, K, V, False, device))
+    s = torch.randn(B, H, K, V, device=device)
+    s_ref = s.clone()
+    o = delta_rule_step(q, k, v, g, a, b, s, scale=SCALE, impl="triton")
+    assert_close("o", o, naive_delta_rule_step(q, k, v, g, a, b, s_ref, scale=SCALE), FP32_TOL)
+    assert_close("state", s, s_ref, FP32_TOL)
+
+
 def test_step_rejects_bad_state(device):
     q, k, v, g, a, b = (torch.randn(1, 2, 8, device=device) for _ in range(6))
     with pytest.raises(ValueError, match="state"):
