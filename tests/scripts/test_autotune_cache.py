@@ -59,3 +59,31 @@ def test_unknown_command_is_refused(tmp_path):
     repo = _repo(tmp_path)
     out = subprocess.run(["bash", "scripts/gpu_autotune_cache.sh", "pack"], cwd=repo, capture_output=True, text=True)
     assert out.returncode == 2 and "unknown command 'pack'" in out.stderr
+
+
+def test_pack_leaves_two_files_and_keeps_every_output(tmp_path):
+    repo = _repo(tmp_path)
+    shutil.copy(ROOT / "scripts" / "gpu_pack.sh", repo / "scripts" / "gpu_pack.sh")
+    cache = tmp_path / "triton-cache"
+    (cache / "AAA").mkdir(parents=True)
+    (cache / "AAA" / "step.autotune.json").write_text("{}")
+    out = tmp_path / "out"
+    (out / "section_step").mkdir(parents=True)
+    for name in [f"f{i}.md" for i in range(9)] + ["section_step/bench_kernels.md"]:
+        (out / name).write_text(name)
+    said = _bash(f"bash scripts/gpu_pack.sh {out}", repo, TRITON_CACHE_DIR=str(cache))
+    assert "10 files" in said
+    assert sorted(p.name for p in out.iterdir()) == ["autotune-cache.tgz", "results.tgz"]
+    with tarfile.open(out / "results.tgz") as t:
+        names = {n for n in t.getnames() if not t.getmember(n).isdir()}
+        assert names == {f"f{i}.md" for i in range(9)} | {"section_step/bench_kernels.md"}
+        assert t.extractfile("section_step/bench_kernels.md").read() == b"section_step/bench_kernels.md"
+    with tarfile.open(out / "autotune-cache.tgz") as t:
+        assert [Path(n).name for n in t.getnames() if n.endswith(".json")] == ["step.autotune.json"]
+
+
+def test_pack_refuses_a_missing_folder(tmp_path):
+    repo = _repo(tmp_path)
+    shutil.copy(ROOT / "scripts" / "gpu_pack.sh", repo / "scripts" / "gpu_pack.sh")
+    out = subprocess.run(["bash", "scripts/gpu_pack.sh", str(tmp_path / "none")], cwd=repo, capture_output=True, text=True)
+    assert out.returncode == 2 and "is not a folder" in out.stderr
