@@ -34,16 +34,17 @@ STEP_VARIANTS = {"no-barrier": {"SYNC": False}, "store-last": {"STORE_LAST": Tru
                  "store-first": {"STORE_LAST": False}, "sums-first": {"RANK_ONE_FIRST": False}}
 
 # A delta-rule step whose grid has at least this many programs stores its state last (:func:`step_order`).
-_STORE_LAST_PROGRAMS = 2048
+_STORE_LAST_PROGRAMS = 4096
 
 
 def step_order(rank_one: bool, programs: int) -> dict:
     """The order constexprs of a step's launch (gated_step_kernel's RANK_ONE_FIRST and STORE_LAST) for a grid of
     ``programs``. The delta rule (``rank_one``) sums its update in fla's order, decay and rank-one term first, k vᵀ
-    after: one round of vector loads fewer (H200, B=64 H=16 K=V=128, [128, 32] on 2 warps: 39.7 against 41.0 µs;
-    B=8 4.96 against 5.03). Once its grid is several waves deep (bandwidth-bound) it also stores the state after o:
-    38.2 against 39.7 µs at B=64 (fla's step 37.65), where at B=8 (512 programs, a latency chain) storing last was
-    5.50 against 4.96 (kernels/NOTES.md 72). SSD and GLA keep the order they were tuned in."""
+    after: one round of vector loads fewer (H200, B=64 H=16 K=V=128, [128, 32] on 2 warps, stored first: 39.5
+    against 40.8 µs; K=V=64 7.54 against 7.66; B=8 4.83 against 4.87; B=1 1.78 against 1.81). With 4096 programs
+    and more it also stores the state after o: 38.1 against 39.5 µs at B=64 K=V=128 (fla's step 37.8); at B=64
+    K=V=64 (2048 programs of [64, 32]) storing last was 7.96 against 7.54, at B=8 K=V=128 (512) 5.30-5.50 against
+    4.96 (kernels/NOTES.md 72). SSD and GLA keep the order they were tuned in."""
     return {"RANK_ONE_FIRST": rank_one, "STORE_LAST": rank_one and programs >= _STORE_LAST_PROGRAMS}
 
 
