@@ -28,10 +28,14 @@ __all__ = ["triton_gla_step", "gated_step_kernel", "check_read_out", "read_out_a
 # one round of vector loads fewer, with fla's indexing (a 1-D grid, 64-bit; its launcher flattens the grid;
 # kernels/NOTES.md 71), and with the state's load marked evict-first in L2 (read once, so the vectors keep their
 # lines). ``store-first`` and ``sums-first`` undo the orders that :func:`step_order` ships for the delta rule.
+# ``state-vk`` reads and writes the state as Sᵀ ([V, K] per head, K contiguous): the load's layout then puts a
+# warp's threads along K, so the reductions over K stay within a warp (shuffles, no shared memory or barrier); its
+# caller holds the state transposed (the sweep's launcher converts it once).
 STEP_VARIANTS = {"no-barrier": {"SYNC": False}, "store-last": {"STORE_LAST": True}, "out-of-place": {"OUT_OF_PLACE": True},
                  "masked": {"EVEN": False}, "row-loads": {"ROW_LOADS": True}, "rank-one-first": {"RANK_ONE_FIRST": True},
                  "flat-grid": {"FLAT_GRID": True}, "evict-first": {"EVICT_FIRST": True},
-                 "store-first": {"STORE_LAST": False}, "sums-first": {"RANK_ONE_FIRST": False}}
+                 "store-first": {"STORE_LAST": False}, "sums-first": {"RANK_ONE_FIRST": False},
+                 "state-vk": {"STATE_VK": True}}
 
 # A delta-rule step whose grid has at least this many programs stores its state last (:func:`step_order`).
 _STORE_LAST_PROGRAMS = 4096
@@ -49,13 +53,13 @@ def step_order(rank_one: bool, programs: int) -> dict:
 
 
 @triton.jit
-def _store_state(p_s, s_out, i_bh, o_k, o_v, b_s, m, K: tl.constexpr, V: tl.constexpr, SYNC: tl.constexpr,
+def _store_state(p_s, s_out, i_bh, o_s, b_s, m, K: tl.constexpr, V: tl.constexpr, SYNC: tl.constexpr,
                  OUT_OF_PLACE: tl.constexpr):
     # replicated threads (small tiles) must all have read the old state before any writes the new one
     if SYNC:
         tl.debug_barrier()
     if OUT_OF_PLACE:
-        tl.store(s_out + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_s, mask=m)
+        tl.store(s_out + i_bh * K * V + o_s, b_s, mask=m)
     else:
         tl.store(p_s, b_s, mask=m)
 
@@ -100,14 +104,14 @@ def gated_step_kernel(
     HAS_BONUS: tl.constexpr = False, HAS_NORM: tl.constexpr = False, HAS_GATE: tl.constexpr = False,
     SYNC: tl.constexpr = True, STORE_LAST: tl.constexpr = False, OUT_OF_PLACE: tl.constexpr = False, s_out=None,
     EVEN: tl.constexpr = False, ROW_LOADS: tl.constexpr = False, RANK_ONE_FIRST: tl.constexpr = False,
-    FLAT_GRID: tl.constexpr = False, EVICT_FIRST: tl.constexpr = False,
+    FLAT_GRID: tl.constexpr = False, EVICT_FIRST: tl.constexpr = False, STATE_VK: tl.constexpr = False,
 ):
     """One decode step of the gated family, one program per (V block, batch·head), state ``[K, BV]`` in registers:
     ``S ← D S + k vᵀ (+ b (aᵀ S)ᵀ if DELTA)``, ``o = scale · Sᵀ q``; D = exp(g), one scalar per head
     (SCALAR_DECAY: SSD) or one per key channel (GLA, delta rule). The SSD, GLA and delta-rule steps launch it.
     HAS_BONUS / HAS_NORM / HAS_GATE fuse a mixer's read-out: RWKV-7's current-token bonus (q · (k ⊙ ``rk``)) v,
     per-head RMSNorm over V × ``nw``, then × sigmoid(``gz``); the norm needs the whole of V in one program.
-    SYNC, STORE_LAST, OUT_OF_PLACE (with ``s_out``), ROW_LOADS, RANK_ONE_FIRST, FLAT_GRID and EVICT_FIRST make the launch
+    SYNC, STORE_LAST, OUT_OF_PLACE (with ``s_out``), ROW_LOADS, RANK_ONE_FIRST, FLAT_GRID, EVICT_FIRST and STATE_VK make the launch
     variants of STEP_VARIANTS; the shipped steps launch a barrier, then the state stored in place, before o's reduction
     except where :func:`step_order` stores it last, and sum in the order step_order gives. EVEN (K == BK and BV
     divides V, :func:`even_tile`) drops the bounds masks."""
@@ -123,7 +127,11 @@ def gated_step_kernel(
     else:
         m_k, m_v = o_k < K, o_v < V
     m = m_k[:, None] & m_v[None, :]
-    p_s = s + i_bh * K * V + o_k[:, None] * V + o_v[None, :]
+    if STATE_VK:  # the state held as Sᵀ, [V, K] per head: K is the contiguous axis of the tile
+        o_s = o_v[None, :] * K + o_k[:, None]
+    else:
+        o_s = o_k[:, None] * V + o_v[None, :]
+    p_s = s + i_bh * K * V + o_s
     # Every load first: Triton emits a load where the source has it, and ptxas does not move one past the barriers
     # of the layout conversions and the reduction over K, so a load written after them is one more memory round
     # trip in the program's critical path (the decay's, in the delta rule's step: kernels/NOTES.md 70).
@@ -174,12 +182,12 @@ def gated_step_kernel(
             upd += c_b * tl.sum(c_a * b_s, axis=0)[None, :]
         b_s = b_s * b_d + upd
     if not STORE_LAST:
-        _store_state(p_s, s_out, i_bh, o_k, o_v, b_s, m, K, V, SYNC, OUT_OF_PLACE)
+        _store_state(p_s, s_out, i_bh, o_s, b_s, m, K, V, SYNC, OUT_OF_PLACE)
     b_o = tl.sum(b_s * (c_q * scale), axis=0)
     b_o = _read_out(b_o, b_q, b_k, b_v, rk, nw, gz, eps, i_bh, H, o_k, o_v, m_k, m_v, K, V, HAS_BONUS, HAS_NORM, HAS_GATE)
     tl.store(o + i_bh * V + o_v, b_o.to(o.dtype.element_ty), mask=m_v)
     if STORE_LAST:
-        _store_state(p_s, s_out, i_bh, o_k, o_v, b_s, m, K, V, SYNC, OUT_OF_PLACE)
+        _store_state(p_s, s_out, i_bh, o_s, b_s, m, K, V, SYNC, OUT_OF_PLACE)
 
 
 @triton.jit

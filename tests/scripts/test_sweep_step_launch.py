@@ -117,11 +117,13 @@ def test_every_variant_of_every_step_matches_the_reference(monkeypatch, D):
     s0, ops = mod.cases(2, 3, D)
     for name, step, o_ref, s_ref in ops:
         for var in [*mod.VARIANTS, "masked+out-of-place", "store-last+no-barrier", "row-loads+rank-one-first",
-                    "flat-grid+rank-one-first+store-last+out-of-place"]:
+                    "flat-grid+rank-one-first+store-last+out-of-place", "state-vk+out-of-place", "state-vk+store-last"]:
             with mod.launch(None, None, var) as launcher:
                 st = s0.clone()
                 o = step(st)
-            if "out-of-place" in var:  # the new state in a second tensor, the first left as it was
+            if "out-of-place" in var or "state-vk" in var:  # the new state in a second tensor, the first as it was
                 assert torch.equal(st, s0)
                 st = launcher.last_out
+                if "state-vk" in var and "out-of-place" not in var:  # stepped in place: the launcher's Sᵀ copy
+                    assert st.transpose(-1, -2).is_contiguous()
             assert max(mod.rel_err(o, o_ref), mod.rel_err(st, s_ref)) < 1e-2, (name, var)
