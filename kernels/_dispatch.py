@@ -98,7 +98,7 @@ _TARGET_PROGRAMS = 512
 _FEW_PROGRAMS = 128
 
 
-def step_launch(BH: int, K: int, V: int, rank_one: bool = False) -> tuple[int, int, int]:
+def step_launch(BH: int, K: int, V: int, rank_one: bool = False, state_vk: bool = False) -> tuple[int, int, int]:
     """(BK, BV, num_warps) of a decode-step kernel with one program per (V block, batch·head), ``BH`` batch·heads.
 
     Each program holds a whole ``[K, BV]`` column block of the fp32 state (the output reduces over K), at
@@ -112,11 +112,23 @@ def step_launch(BH: int, K: int, V: int, rank_one: bool = False) -> tuple[int, i
     (B=1 H=16: 2.34 against 2.45 µs, ten rounds, NOTES 67). Every other tile takes 4 warps, the ``[128, 64]`` one
     of batch 64 too since its masks went (EVEN): SSD 36.4 against 36.9, GLA 37.2 against 40.4 µs on 8 (NOTES 70).
     Warp counts and these rules come from sweeps on an H200 (``scripts/sweep_step_launch.py``, kernels/NOTES.md 27).
+
+    ``state_vk`` (the delta rule's state held as Sᵀ, K contiguous): a warp's threads lie along K, so the reductions
+    over K are warp shuffles and the tile takes 8 warps at K = 128 (4 below), V blocks of 32 once they fill the
+    GPU, of 64 between, of 16 with few programs (H200, H=16, K=V=128: B=64 [128, 32] 35.7 µs, [128, 64]
+    36.3; B=8 [128, 64] 4.20, [128, 32] 4.42; B=1 [128, 16] 2.01; K=V=64 B=64 [64, 32] on 4 warps 6.67; NOTES 73).
     """
     BK = max(16, next_power_of_2(K))
     BV = max(16, next_power_of_2(V))
     if triton_interpreted():
         return BK, BV, 4
+    if state_vk:
+        warps = 8 if BK >= 128 else 4
+        if BH * cdiv(V, 16) <= _FEW_PROGRAMS:
+            return BK, min(BV, 16), warps
+        if BH * cdiv(V, 64) < _TARGET_PROGRAMS:
+            return BK, min(BV, 64), warps
+        return BK, min(BV, 32), warps
     BV = min(BV, max(16, 8192 // BK))
     while BV > 16 and BH * cdiv(V, BV) < _TARGET_PROGRAMS:
         BV //= 2

@@ -885,12 +885,18 @@ def bench_rwkv_step(bench: Bench, P: dict, shape: tuple[int, ...]):
     s_ours, s_ref = s0.clone(), s0.clone()
     o_ref = naive_delta_rule_step(q.float(), k.float(), v.float(), g, a.float(), b.float(), s_ref)
 
-    def chk_ours():
-        s = s0.clone()
-        o = triton_delta_rule_step(q, k, v, g, a, b, s)
-        return max(rel_err(o, o_ref), rel_err(s, s_ref))
+    def chk_ours(vk: bool):
+        s = s0.transpose(-1, -2).contiguous() if vk else s0.clone()
+        o = triton_delta_rule_step(q, k, v, g, a, b, s, transposed_state=vk)
+        return max(rel_err(o, o_ref), rel_err(s.transpose(-1, -2) if vk else s, s_ref))
 
-    entries = [("ours", lambda: triton_delta_rule_step(q, k, v, g, a, b, s_ours), chk_ours, BF16_TOL, True)]
+    # ours: the step as the RWKV-7 student runs it, on its state held as Sᵀ ([B, H, V, K], transposed_state); the
+    # same step on a [K, V] state beside it (fla's layout, and ours before kernels/NOTES.md 73)
+    s_ours_vk = s0.transpose(-1, -2).contiguous()
+    entries = [("ours", lambda: triton_delta_rule_step(q, k, v, g, a, b, s_ours_vk, transposed_state=True),
+                lambda: chk_ours(True), BF16_TOL, True),
+               ("ours, state as [K, V]", lambda: triton_delta_rule_step(q, k, v, g, a, b, s_ours),
+                lambda: chk_ours(False), BF16_TOL, True)]
     if "fla" in P:
         fr, fm = P["fla"]["rwkv7_recurrent"], P["fla"]["rwkv7_mul_recurrent"]
         one = [t[:, None] for t in (q, k, v, g, a, b, kk.to(torch.bfloat16), alpha.to(torch.bfloat16))]
@@ -949,16 +955,17 @@ def bench_rwkv_step(bench: Bench, P: dict, shape: tuple[int, ...]):
         of = of * torch.rsqrt(of.pow(2).mean(-1, keepdim=True) + 1e-5) * nw.view(H, D)
         return (of * torch.sigmoid(gz.float().view(B, H, D))).to(o.dtype)
 
-    def chk_read_out(fn):
-        s = s0.clone()
-        return max(rel_err(fn(s), y_ref), rel_err(s, s_r))
+    def chk_read_out(fn):  # on the state held as Sᵀ, as the student's step runs
+        s = s0.transpose(-1, -2).contiguous()
+        return max(rel_err(fn(s), y_ref), rel_err(s.transpose(-1, -2), s_r))
 
-    fused = lambda s: triton_delta_rule_step(q, k, v, g, a, b, s, 1.0, rk, nw, gz, split=False)  # noqa: E731
-    two = lambda s: triton_delta_rule_step(q, k, v, g, a, b, s, 1.0, rk, nw, gz, split=True)  # noqa: E731
-    split = lambda s: torch_read_out(triton_delta_rule_step(q, k, v, g, a, b, s))  # noqa: E731
-    entries = [("ours fused", lambda: fused(s_ours), lambda: chk_read_out(fused), BF16_TOL, True),
-               ("ours split read-out", lambda: two(s_ours), lambda: chk_read_out(two), BF16_TOL, True),
-               ("ours step + torch read-out", lambda: split(s_ours), lambda: chk_read_out(split), BF16_TOL, False)]
+    kw = dict(transposed_state=True)
+    fused = lambda s: triton_delta_rule_step(q, k, v, g, a, b, s, 1.0, rk, nw, gz, split=False, **kw)  # noqa: E731
+    two = lambda s: triton_delta_rule_step(q, k, v, g, a, b, s, 1.0, rk, nw, gz, split=True, **kw)  # noqa: E731
+    split = lambda s: torch_read_out(triton_delta_rule_step(q, k, v, g, a, b, s, **kw))  # noqa: E731
+    entries = [("ours fused", lambda: fused(s_ours_vk), lambda: chk_read_out(fused), BF16_TOL, True),
+               ("ours split read-out", lambda: two(s_ours_vk), lambda: chk_read_out(two), BF16_TOL, True),
+               ("ours step + torch read-out", lambda: split(s_ours_vk), lambda: chk_read_out(split), BF16_TOL, False)]
     bench.case("RWKV-7 step + read-out (bonus, norm, gate)", f"B={B} H={H} K=V={D}", floor, entries, graph=True)
 
 

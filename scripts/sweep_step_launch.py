@@ -103,8 +103,8 @@ def launch(BV: int | None, warps: int | None, variant: str = ""):
     saved = ssd_step.step_launch, gla_step.step_launch
     kernels_saved = [m.gated_step_kernel for m in _STEP_MODULES]
 
-    def forced(BH, K, V, rank_one=False):
-        BK, bv, w = step_launch(BH, K, V, rank_one)
+    def forced(BH, K, V, rank_one=False, state_vk=False):
+        BK, bv, w = step_launch(BH, K, V, rank_one, state_vk)
         return BK, bv if BV is None else BV, w if warps is None else warps
 
     ssd_step.step_launch = gla_step.step_launch = forced
@@ -139,6 +139,12 @@ def cases(B: int, H: int, D: int):
     s = s0.clone()
     ref = naive_delta_rule_step(*f[:3], g_k, f[3], f[4], s)
     out.append(("RWKV-7", lambda st: delta_step.triton_delta_rule_step(q, k, v, g_k, a, b, st), ref, s))
+    # the step as the RWKV-7 student runs it, on its state held as Sᵀ: the state it is given (s0) is Sᵀ, so the
+    # reference steps s0ᵀ, and the new state is checked against the reference's transpose
+    s = s0.transpose(-1, -2).contiguous()
+    ref = naive_delta_rule_step(*f[:3], g_k, f[3], f[4], s)
+    out.append(("RWKV-7-vk", lambda st: delta_step.triton_delta_rule_step(q, k, v, g_k, a, b, st, transposed_state=True),
+                ref, s.transpose(-1, -2).contiguous()))
     return s0, out
 
 
@@ -324,7 +330,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=".", help="folder for sweep_step_launch.md")
     ap.add_argument("--shapes", default="1,16,64;1,16,128;64,16,128", help="B,H,K=V triples, ';'-separated")
-    ap.add_argument("--ops", default="SSD,GLA,RWKV-7", help="which steps to sweep, comma-separated")
+    ap.add_argument("--ops", default="SSD,GLA,RWKV-7,RWKV-7-vk", help="which steps to sweep, comma-separated "
+                    "(RWKV-7-vk: the delta rule's step on its state held as Sᵀ, as the RWKV-7 student runs it)")
     ap.add_argument("--rounds", type=int, default=1, help="time every configuration this many times, in turn (median)")
     ap.add_argument("--peer", action="store_true", help="time the peers beside our steps: mamba_ssm's "
                     "selective_state_update beside SSD's, fla's fused_mul_recurrent_rwkv7 (autotuned, and each of its "
@@ -363,7 +370,9 @@ def main() -> None:
             # at most 128 state elements per thread (more spills registers)
             configs = [(None, None)] + [(bv, w) for bv in map(int, a.bvs.split(",")) if bv <= D for w in (1, 2, 4, 8)
                                         if D * bv <= 128 * 32 * w]
-            configs = [(bv, w, var) for var in ["", *variants] for bv, w in configs]
+            # (the state-vk variant transposes a [K, V] step's state: the -vk op's is transposed already)
+            configs = [(bv, w, var) for var in ["", *variants] for bv, w in configs
+                       if not (name.endswith("-vk") and "state-vk" in var.split("+"))]
             checked = []
             for bv, w, var in configs:
                 with launch(bv, w, var) as launcher:
@@ -381,7 +390,7 @@ def main() -> None:
             peers = {}
             if a.peer and name == "SSD":
                 peers = {"mamba_ssm ssu": case} if (case := mamba_ssu_case(B, H, D)) else {}
-            elif a.peer and name == "RWKV-7":
+            elif a.peer and name.startswith("RWKV-7"):
                 peers = fla_rwkv7_cases(B, H, D)
             for pname, (_, err) in list(peers.items()):
                 if err > TOL:
@@ -409,7 +418,7 @@ def main() -> None:
                 grid.append(f"{name} B={B} H={H} D={D} {pname}: {times[('peer', pname)]:.2f} us"
                             + (f" (rounds {min(ts):.2f}-{max(ts):.2f})" if len(ts) > 1 else "") + f" err {err:.1e}")
                 print(grid[-1], flush=True)
-            shipped = step_launch(B * H, D, D, name == "RWKV-7")[1:]
+            shipped = step_launch(B * H, D, D, name.startswith("RWKV-7"), name == "RWKV-7-vk")[1:]
             bars = [((f"shipped {shipped}" if bv is None else f"BV {bv}, {w} warps") + _tag(var), times[c],
                      min(samples[c]), max(samples[c])) for c, _ in checked for bv, w, var in [c]]
             fastest_peer = min((c for c in times if c[0] == "peer"), key=times.get, default=None)

@@ -117,11 +117,20 @@ def chunk_delta_rule(
 def delta_rule_step(
     q: Tensor, k: Tensor, v: Tensor, g: Tensor, a: Tensor, b: Tensor, state: Tensor, scale: float = 1.0, impl: str = "auto",
     bonus: Tensor | None = None, norm_weight: Tensor | None = None, gate: Tensor | None = None, eps: float = 1e-5,
+    transposed_state: bool = False,
 ) -> Tensor:
     """One decode step, ``state`` updated in place, with the RWKV-7 read-out (bonus, norm, gate) fused when given.
-    See :func:`kernels.delta_rule.naive.naive_delta_rule_step`."""
+    See :func:`kernels.delta_rule.naive.naive_delta_rule_step`. ``transposed_state``: ``state`` is Sᵀ,
+    ``[B, H, V, K]`` (the layout the Triton step runs fastest on; :func:`kernels.delta_rule.triton_step.triton_delta_rule_step`)."""
     if resolve_impl(impl, q, "delta_rule_step") == "triton":
         from kernels.delta_rule.triton_step import triton_delta_rule_step
 
-        return triton_delta_rule_step(q, k, v, g, a, b, state, scale, bonus, norm_weight, gate, eps)
+        return triton_delta_rule_step(q, k, v, g, a, b, state, scale, bonus, norm_weight, gate, eps,
+                                      transposed_state=transposed_state)
+    if transposed_state:
+        B, H, K = q.shape
+        if state.shape != (B, H, v.shape[-1], K):
+            raise ValueError(f"delta_rule_step: state {tuple(state.shape)} must be [B, H, V, K] = "
+                             f"{(B, H, v.shape[-1], K)} with transposed_state")
+        state = state.transpose(-1, -2)  # the reference updates its [K, V] view in place
     return naive_delta_rule_step(q, k, v, g, a, b, state, scale, bonus, norm_weight, gate, eps)

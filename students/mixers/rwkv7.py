@@ -123,6 +123,8 @@ class RWKV7Mixer(QKVOMixer):
             self.r_k.zero_()
 
     def init_state(self, batch_size, device=None, dtype=None) -> dict[str, Tensor]:
+        """``delta``: the delta rule's state held as Sᵀ, ``[B, H, V, K]`` fp32 (the decode step's fastest layout,
+        :func:`kernels.delta_rule.delta_rule_step`'s ``transposed_state``)."""
         device = device or self.q_proj.weight.device
         return {"delta": torch.zeros(batch_size, self.H, self.hd, self.hd, device=device, dtype=torch.float32)}
 
@@ -146,11 +148,12 @@ class RWKV7Mixer(QKVOMixer):
         """x: [B, T, D] → [B, T, D]; continues from and writes into ``state`` when given."""
         r, k, v, g, a, b = self._inputs(x)
         y, final = chunk_delta_rule(
-            r, k, v, g, a, b, scale=self.scale, initial_state=None if state is None else state["delta"],
+            r, k, v, g, a, b, scale=self.scale,
+            initial_state=None if state is None else state["delta"].transpose(-1, -2).contiguous(),
             output_final_state=state is not None, chunk_size=self.opts.chunk_size, impl=self.impl,
         )
         if state is not None:
-            state["delta"].copy_(final)
+            state["delta"].copy_(final.transpose(-1, -2))  # held as Sᵀ (init_state)
         return self._read_out(y, x, r, k, v)
 
     def step(self, x: Tensor, state: dict[str, Tensor]) -> Tensor:
@@ -161,7 +164,7 @@ class RWKV7Mixer(QKVOMixer):
         y = delta_rule_step(
             r, k, v, g, a, b, state["delta"], scale=self.scale, impl=self.impl, bonus=self.r_k,
             norm_weight=None if norm is None else norm.weight, gate=None if gate is None else gate(x),
-            eps=1e-5 if norm is None else norm.eps,
+            eps=1e-5 if norm is None else norm.eps, transposed_state=True,
         )
         return self.o_proj(y.flatten(-2))
 

@@ -102,6 +102,48 @@ def test_step_matches_reference_and_recurrent(s0, device):
     assert_close("step state vs recurrent", s_tri, h_rec, FP32_TOL)
 
 
+@pytest.mark.parametrize("impl", ["triton", "naive"])
+def test_step_on_transposed_state_matches_reference(impl, device):
+    """``transposed_state``: the state held as Sᵀ ([B, H, V, K], K ≠ V here) steps to the transpose of the
+    reference's, o into a NaN-filled ``out`` (every element written), both impls."""
+    from kernels.delta_rule.triton_step import triton_delta_rule_step
+
+    B, T, H, K, V = 2, 5, 3, 12, 20
+    q, k, v, g, a, b, h0 = (t.detach() for t in _inputs(B, T, H, K, V, True, device))
+    s_t, s_ref = h0.transpose(-1, -2).contiguous(), h0.clone()
+    for t in range(T):
+        x = [y[:, t] for y in (q, k, v, g, a, b)]
+        if impl == "triton":
+            o = triton_delta_rule_step(*x, s_t, SCALE, out=torch.full((B, H, V), float("nan"), device=device),
+                                       transposed_state=True)
+        else:
+            o = delta_rule_step(*x, s_t, scale=SCALE, impl=impl, transposed_state=True)
+        assert_close(f"o[{t}]", o, naive_delta_rule_step(*x, s_ref, scale=SCALE), FP32_TOL)
+        assert_close(f"state[{t}]", s_t.transpose(-1, -2), s_ref, FP32_TOL)
+    with pytest.raises(ValueError, match=r"\[B, H, V, K\]"):  # a [K, V] state given as Sᵀ
+        delta_rule_step(*x, h0.clone(), impl=impl, transposed_state=True)
+
+
+@pytest.mark.parametrize("bonus,norm,gate", [(True, True, True), (False, True, False)])
+@pytest.mark.parametrize("split", [False, True])
+def test_step_on_transposed_state_with_read_out(bonus, norm, gate, split, device):
+    from kernels.delta_rule.triton_step import triton_delta_rule_step
+
+    B, H, K, V = 2, 3, 12, 20
+    q, k, v, g, a, b, _ = (t[:, 0].detach() if t is not None else None for t in _inputs(B, 1, H, K, V, False, device))
+    rk = torch.randn(H, K, device=device) if bonus else None
+    nw = torch.rand(H * V, device=device) + 0.5 if norm else None
+    gz = torch.randn(B, H * V, device=device) if gate else None
+    s0 = torch.randn(B, H, K, V, device=device) / K
+    s_t, s_ref = s0.transpose(-1, -2).contiguous(), s0.clone()
+    o = triton_delta_rule_step(q, k, v, g, a, b, s_t, 0.7, rk, nw, gz, split=split, transposed_state=True)
+    y = naive_delta_rule_step(q, k, v, g, a, b, s_ref, 0.7)
+    if bonus:
+        y = y + (q * k * rk).sum(-1, keepdim=True) * v
+    assert_close("o", o, mixer_read_out(y, nw, gz), FP32_TOL)
+    assert_close("state", s_t.transpose(-1, -2), s_ref, FP32_TOL)
+
+
 def test_step_order_stores_last_only_on_deep_grids_and_still_matches(monkeypatch, device):
     """The delta rule's step sums in fla's order always and stores its state last once its grid is deep
     (``step_order``); SSD and GLA keep theirs. Forced on this small grid, the store-last step still matches."""
@@ -161,17 +203,20 @@ def test_recurrent_backward_gpu():
 @pytest.mark.parametrize("B", [1, 64])
 @pytest.mark.parametrize("K", [64, 128])
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
-def test_step_full_shape_gpu(B, K, dtype, tol):
+@pytest.mark.parametrize("transposed", [False, True])
+def test_step_full_shape_gpu(B, K, dtype, tol, transposed):
     dev = torch.device("cuda")
     H = 16
     q, k, v, g, a, b, _ = (t.detach()[:, 0] if t is not None else None for t in _inputs(B, 1, H, K, K, False, dev, dtype))
     s = torch.randn(B, H, K, K, device=dev)
     s_ref = s.clone()
-    o = delta_rule_step(q, k, v, g, a, b, s, scale=K**-0.5, impl="triton")
+    if transposed:  # Sᵀ: the state the step is given is the transpose of the reference's
+        s_ref = s.transpose(-1, -2).contiguous()
+    o = delta_rule_step(q, k, v, g, a, b, s, scale=K**-0.5, impl="triton", transposed_state=transposed)
     r = naive_delta_rule_step(*(t.float() for t in (q, k, v, g, a, b)), s_ref, scale=K**-0.5)
     assert o.dtype == dtype
     assert_close("o", o, r, tol)
-    assert_close("state", s, s_ref, tol)
+    assert_close("state", s.transpose(-1, -2) if transposed else s, s_ref, tol)
 
 
 @pytest.mark.parametrize("bonus,norm,gate", [(True, True, True), (True, False, False), (False, True, True)])

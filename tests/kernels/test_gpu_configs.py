@@ -220,7 +220,8 @@ STEP_K, STEP_V = 20, 40
 
 def _gpu_step_launches(K: int, V: int) -> list[tuple[int, int, int]]:
     with gpu_launch_choices(dispatch):
-        return sorted({dispatch.step_launch(2**i, K, V, r) for i in range(13) for r in (False, True)})
+        return sorted({dispatch.step_launch(2**i, K, V, r, r and vk) for i in range(13) for r in (False, True)
+                       for vk in (False, True)})
 
 
 def test_step_launch_cuts_v_on_gpu():
@@ -237,13 +238,18 @@ def test_step_launch_cuts_v_on_gpu():
         # batch 64: the delta rule's [64, 32] tile on 4 warps at K = 64, the others' [128, 64] on 4 (NOTES 70)
         assert dispatch.step_launch(1024, 64, 64, rank_one=True) == (64, 32, 4)
         assert dispatch.step_launch(1024, 128, 128) == (128, 64, 4)
+        # the delta rule on its state held as Sᵀ (K contiguous): 8 warps at K = 128, V blocks of 16 at batch 1, of
+        # 64 at batch 8, of 32 from batch 64 (NOTES 73)
+        vk = [dispatch.step_launch(16 * B, 128, 128, rank_one=True, state_vk=True) for B in (1, 8, 64)]
+        assert vk == [(128, 16, 8), (128, 64, 8), (128, 32, 8)]
+        assert dispatch.step_launch(1024, 64, 64, rank_one=True, state_vk=True) == (64, 32, 4)
 
 
 # K = V = 32: every tile fits the state exactly, so the steps launch without bounds masks (EVEN).
 _STEP_CASES = [(STEP_K, STEP_V, c) for c in _gpu_step_launches(STEP_K, STEP_V)] + [(32, 32, c) for c in _gpu_step_launches(32, 32)]
 
 
-@pytest.mark.parametrize("op", ["ssd", "gla", "delta_rule"])
+@pytest.mark.parametrize("op", ["ssd", "gla", "delta_rule", "delta_rule_vk"])
 @pytest.mark.parametrize("K,V,launch", _STEP_CASES, ids=lambda c: f"BK{c[0]}-BV{c[1]}" if isinstance(c, tuple) else str(c))
 def test_decode_step(op, K, V, launch, monkeypatch):
     gen = torch.Generator().manual_seed(4)
@@ -255,15 +261,19 @@ def test_decode_step(op, K, V, launch, monkeypatch):
         "gla": (gla_step, gla_step.triton_gla_step, naive_gla_step, (q, k, v, g)),
         # the delta-rule step takes its launch from the GLA step module's (read-out aware) choice
         "delta_rule": (gla_step, delta_step.triton_delta_rule_step, naive_delta_rule_step, (q, k, v, g, a, b)),
+        # its state held as Sᵀ ([B, H, V, K]; K ≠ V here)
+        "delta_rule_vk": (gla_step, functools.partial(delta_step.triton_delta_rule_step, transposed_state=True),
+                          naive_delta_rule_step, (q, k, v, g, a, b)),
     }[op]
     ref_state = state.clone()
     o_ref = naive(*args, ref_state, 0.7)
-    monkeypatch.setattr(module, "step_launch", lambda BH, K, V, rank_one=False: launch)
+    monkeypatch.setattr(module, "step_launch", lambda BH, K, V, rank_one=False, state_vk=False: launch)
     guards = Guards()
-    s = guards(state)
+    vk = op.endswith("_vk")
+    s = guards(state.transpose(-1, -2).contiguous() if vk else state)
     with guards.allocations():
         o = kernel(*map(guards, args), s, 0.7)
-    _check(guards, f"{op} step {launch}", [("o", o, o_ref), ("state", s, ref_state)])
+    _check(guards, f"{op} step {launch}", [("o", o, o_ref), ("state", s.transpose(-1, -2) if vk else s, ref_state)])
 
 
 # Causal conv1d: C = 260 is 2 blocks of 256 up to 5 of 64; T = 131 is 2 blocks of 128 up to 9 of 16. The

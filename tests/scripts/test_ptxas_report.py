@@ -17,7 +17,7 @@ import triton
 ROOT = Path(__file__).resolve().parents[2]
 PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
 STEP_VARIANT_NAMES = ("no-barrier", "store-last", "out-of-place", "masked", "row-loads", "rank-one-first", "flat-grid",
-                     "evict-first", "store-first", "sums-first")
+                     "evict-first", "store-first", "sums-first", "state-vk")
 
 SNIPPET = """
 import importlib.util, sys

@@ -118,6 +118,8 @@ def test_every_variant_of_every_step_matches_the_reference(monkeypatch, D):
     for name, step, o_ref, s_ref in ops:
         for var in [*mod.VARIANTS, "masked+out-of-place", "store-last+no-barrier", "row-loads+rank-one-first",
                     "flat-grid+rank-one-first+store-last+out-of-place", "state-vk+out-of-place", "state-vk+store-last"]:
+            if name.endswith("-vk") and "state-vk" in var:  # its state is Sᵀ already: the sweep leaves these out
+                continue
             with mod.launch(None, None, var) as launcher:
                 st = s0.clone()
                 o = step(st)
