@@ -318,7 +318,8 @@ def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = F
     """The decode step's one kernel (``gated_step_kernel``) as the SSD, GLA and delta-rule steps launch it: each
     launch ``step_launch`` picks on a GPU for H = 16 at batch 1 and batch 64, and at K ≤ 64 the [K, 16] tile on 4
     warps that batch 1 took before V blocks of 8 (kernels/NOTES.md 66), each also in the kernel's launch variants
-    (``STEP_VARIANTS``: no barrier, state stored last, out of place, bounds masks kept). ``--sass`` shows each one's barriers and
+    (``STEP_VARIANTS``: no barrier, state stored last, out of place, bounds masks kept), and the delta rule's step on
+    its state held as Sᵀ at the launches ``step_launch(state_vk=True)`` picks. ``--sass`` shows each one's barriers and
     shuffles: the reductions over K that cross warps."""
     import kernels._dispatch as dispatch
     from kernels.gla.triton_step import STEP_VARIANTS, even_tile, gated_step_kernel, read_out_kernel, read_out_launch, step_order
@@ -353,6 +354,16 @@ def decode_step(stages: int, sass: bool = False, only: str = "", quick: bool = F
                         label = f"{name} {variant}".strip()
                         row = f"| {label} | {K} | - | {{'BK': {BK}, 'BV': {BV}}} | {warps} | {regs} | {spills} |"
                         yield row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
+        if not quick and only in ("", "delta"):  # the delta rule's step on its state held as Sᵀ, at its own launches
+            for K in (64, 128):
+                # each batch's launch (16 heads) with the order its grid takes
+                launches = {(*dispatch.step_launch(16 * B, K, K, True, True), B) for B in (1, 8, 64)}
+                for BK, BV, warps, B in sorted(launches):
+                    c = dict(ops[2][1], rk=None, nw=None, gz=None, s_out=None, K=K, V=K, BK=BK, BV=BV, STATE_VK=True,
+                             EVEN=even_tile(K, K, BK, BV), **step_order(True, 16 * B * (K // BV)))
+                    regs, spills, cubin = compile_sm90(gated_step_kernel, types, c, warps, stages)
+                    row = f"| delta Sᵀ, B={B} | {K} | - | {{'BK': {BK}, 'BV': {BV}}} | {warps} | {regs} | {spills} |"
+                    yield row + (f" {fmt_sass(disassemble(cubin))} |" if sass else "")
         if not quick and only in ("", "fused read-out"):  # the step with its read-out fused, as read_out_launch picks
             for name, consts in ops[1:]:
                 delta = name == "delta"
