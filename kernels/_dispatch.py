@@ -114,8 +114,8 @@ def step_launch(BH: int, K: int, V: int, rank_one: bool = False, state_vk: bool 
     Warp counts and these rules come from sweeps on an H200 (``scripts/sweep_step_launch.py``, kernels/NOTES.md 27).
 
     ``state_vk`` (the delta rule's state held as Sᵀ, K contiguous): a warp's threads lie along K, so the reductions
-    over K are warp shuffles and the tile takes 8 warps at K = 128 (4 below), V blocks of 32 once they fill the
-    GPU, of 64 between, of 16 with few programs (H200, H=16, K=V=128: B=64 [128, 32] 35.7 µs, [128, 64]
+    over K are warp shuffles and the tile takes 8 warps at K = 128 (4 below), V blocks of 16 with few programs, of
+    64 at K = 128 while those leave fewer than 512, else of 32 (H200, H=16, K=V=128: B=64 [128, 32] 35.7 µs, [128, 64]
     36.3; B=8 [128, 64] 4.20, [128, 32] 4.42; B=1 [128, 16] 2.01; K=V=64 B=64 [64, 32] on 4 warps 6.67; NOTES 73).
     """
     BK = max(16, next_power_of_2(K))
@@ -126,7 +126,7 @@ def step_launch(BH: int, K: int, V: int, rank_one: bool = False, state_vk: bool 
         warps = 8 if BK >= 128 else 4
         if BH * cdiv(V, 16) <= _FEW_PROGRAMS:
             return BK, min(BV, 16), warps
-        if BH * cdiv(V, 64) < _TARGET_PROGRAMS:
+        if BK >= 128 and BH * cdiv(V, 64) < _TARGET_PROGRAMS:  # (at K ≤ 64 such a grid leaves SMs idle: 32)
             return BK, min(BV, 64), warps
         return BK, min(BV, 32), warps
     BV = min(BV, max(16, 8192 // BK))

@@ -242,7 +242,8 @@ def test_step_launch_cuts_v_on_gpu():
         # 64 at batch 8, of 32 from batch 64 (NOTES 73)
         vk = [dispatch.step_launch(16 * B, 128, 128, rank_one=True, state_vk=True) for B in (1, 8, 64)]
         assert vk == [(128, 16, 8), (128, 64, 8), (128, 32, 8)]
-        assert dispatch.step_launch(1024, 64, 64, rank_one=True, state_vk=True) == (64, 32, 4)
+        assert [dispatch.step_launch(16 * B, 64, 64, rank_one=True, state_vk=True) for B in (1, 8, 64)] == [
+            (64, 16, 4), (64, 32, 4), (64, 32, 4)]
 
 
 # K = V = 32: every tile fits the state exactly, so the steps launch without bounds masks (EVEN).
