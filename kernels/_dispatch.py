@@ -114,21 +114,18 @@ def step_launch(BH: int, K: int, V: int, rank_one: bool = False, state_vk: bool 
     Warp counts and these rules come from sweeps on an H200 (``scripts/sweep_step_launch.py``, kernels/NOTES.md 27).
 
     ``state_vk`` (the delta rule's state held as Sᵀ, K contiguous): a warp's threads lie along K, so the reductions
-    over K are warp shuffles and the tile takes 8 warps at K = 128 (4 below), V blocks of 16 with few programs, of
-    64 at K = 128 while those leave fewer than 512, else of 32 (H200, H=16, K=V=128: B=64 [128, 32] 35.7 µs, [128, 64]
-    36.3; B=8 [128, 64] 4.20, [128, 32] 4.42; B=1 [128, 16] 2.01; K=V=64 B=64 [64, 32] on 4 warps 6.67; NOTES 73).
+    over K are warp shuffles. V blocks of 16 on 8 warps while those leave at most 512 programs, then [128, 64] on 8
+    warps at K = 128 and [64, 32] on 4 below (H200, H=16, kernels/NOTES.md 73 run 2: K=V=128 B=64 [128, 64] 36.0 µs,
+    [128, 32] 39.3; K=V=64 B=1 [64, 16] on 8 warps 1.49, on 4 1.64; B=8 2.15 against [64, 32] on 4 2.48).
     """
     BK = max(16, next_power_of_2(K))
     BV = max(16, next_power_of_2(V))
     if triton_interpreted():
         return BK, BV, 4
     if state_vk:
-        warps = 8 if BK >= 128 else 4
-        if BH * cdiv(V, 16) <= _FEW_PROGRAMS:
-            return BK, min(BV, 16), warps
-        if BK >= 128 and BH * cdiv(V, 64) < _TARGET_PROGRAMS:  # (at K ≤ 64 such a grid leaves SMs idle: 32)
-            return BK, min(BV, 64), warps
-        return BK, min(BV, 32), warps
+        if BH * cdiv(V, 16) <= _TARGET_PROGRAMS:
+            return BK, min(BV, 16), 8
+        return (BK, min(BV, 64), 8) if BK >= 128 else (BK, min(BV, 32), 4)
     BV = min(BV, max(16, 8192 // BK))
     while BV > 16 and BH * cdiv(V, BV) < _TARGET_PROGRAMS:
         BV //= 2

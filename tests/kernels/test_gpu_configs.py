@@ -238,12 +238,12 @@ def test_step_launch_cuts_v_on_gpu():
         # batch 64: the delta rule's [64, 32] tile on 4 warps at K = 64, the others' [128, 64] on 4 (NOTES 70)
         assert dispatch.step_launch(1024, 64, 64, rank_one=True) == (64, 32, 4)
         assert dispatch.step_launch(1024, 128, 128) == (128, 64, 4)
-        # the delta rule on its state held as Sᵀ (K contiguous): 8 warps at K = 128, V blocks of 16 at batch 1, of
-        # 64 at batch 8, of 32 from batch 64 (NOTES 73)
+        # the delta rule on its state held as Sᵀ (K contiguous): V blocks of 16 on 8 warps for small grids, then
+        # [128, 64] on 8 warps at K = 128, [64, 32] on 4 at K = 64 (NOTES 73)
         vk = [dispatch.step_launch(16 * B, 128, 128, rank_one=True, state_vk=True) for B in (1, 8, 64)]
-        assert vk == [(128, 16, 8), (128, 64, 8), (128, 32, 8)]
+        assert vk == [(128, 16, 8), (128, 64, 8), (128, 64, 8)]
         assert [dispatch.step_launch(16 * B, 64, 64, rank_one=True, state_vk=True) for B in (1, 8, 64)] == [
-            (64, 16, 4), (64, 32, 4), (64, 32, 4)]
+            (64, 16, 8), (64, 16, 8), (64, 32, 4)]
 
 
 # K = V = 32: every tile fits the state exactly, so the steps launch without bounds masks (EVEN).
