@@ -30,6 +30,28 @@ def make_mixer(case, num_kv_heads=2):
     return jitter_(MIXERS[kind](config, 0))
 
 
+def test_rwkv7_triton_step_on_its_transposed_state_equals_forward():
+    """The RWKV-7 mixer holds its state as Sᵀ and steps it with the Triton kernel (interpreted on the CPU): prefill
+    then steps equal the parallel forward, and the state after them equals the reference path's."""
+    if not triton_interpreted() and not torch.cuda.is_available():
+        pytest.skip("needs TRITON_INTERPRET=1 or a CUDA device")
+    dev = "cuda" if torch.cuda.is_available() and not triton_interpreted() else "cpu"
+    config = tiny_config("rwkv7", num_kv_heads=2, impl="triton")
+    mixer = jitter_(MIXERS["rwkv7"](config, 0)).to(dev)
+    ref_mixer = jitter_(MIXERS["rwkv7"](tiny_config("rwkv7", num_kv_heads=2), 0)).to(dev)
+    ref_mixer.load_state_dict(mixer.state_dict())
+    x = torch.randn(2, 23, 32, device=dev)
+    with torch.no_grad():
+        ref = ref_mixer(x)
+        states = [mixer.init_state(2), ref_mixer.init_state(2)]
+        outs = []
+        for m, st in zip((mixer, ref_mixer), states, strict=True):
+            o = [m(x[:, :9], st)] + [m.step(x[:, i], st)[:, None] for i in range(9, 23)]
+            outs.append(torch.cat(o, 1))
+    assert rel_err(outs[0], ref) < 1e-4 and rel_err(outs[1], ref) < RTOL
+    assert rel_err(states[0]["delta"], states[1]["delta"]) < 1e-4
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("num_kv_heads", [2, 4])
 def test_prefill_then_step_equals_forward(case, num_kv_heads):
