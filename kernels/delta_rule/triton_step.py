@@ -47,7 +47,7 @@ def triton_delta_rule_step(
         out: where to write o (``[B, H, V]``, contiguous; fp32 keeps it unrounded), or None for a new tensor.
         transposed_state: the state held as Sᵀ, K contiguous (mamba_ssm's layout of its SSM state). A warp's
             threads then lie along K, so both reductions over K are warp shuffles, with no shared-memory round
-            trip or barrier between warps: 6-16 % faster on an H200 (kernels/NOTES.md 73). The RWKV-7 student
+            trip or barrier between warps: 2-18 % faster than on [K, V] on an H200 (kernels/NOTES.md 73). The RWKV-7 student
             holds its decode state this way.
     Returns:
         o ``[B, H, V]`` in v's dtype (out's, where given).
